@@ -1,0 +1,88 @@
+"""Generation with exact match on a tiny-world task: the harness's built-in quick eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from tunelab.world import tasks
+
+
+@dataclass
+class ExactMatchTask:
+    """Greedy-decode answers to held-out items and count exact string matches.
+
+    `style="chat"` asks through the chat template; `style="raw"` prompts with the plain text the
+    base model was pretrained on.
+    """
+
+    task: str
+    split: str = "test"
+    limit: int | None = 200
+    style: str = "chat"
+    max_new_tokens: int = 8
+
+    def prompts(self, tokenizer: PreTrainedTokenizerBase) -> tuple[list[str], list[str]]:
+        """The prompt texts and the expected answers."""
+        items = tasks.load_split(self.task, self.split)[: self.limit]
+        if self.style == "raw":
+            return [ex.raw_prompt for ex in items], [ex.answer for ex in items]
+        texts = [
+            tokenizer.apply_chat_template(ex.messages()[:1], tokenize=False, add_generation_prompt=True)
+            for ex in items
+        ]
+        return texts, [ex.answer for ex in items]
+
+    @torch.no_grad()
+    def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
+        """`{"exact_match": float, "n": int, "samples": [...]}` for this task."""
+        prompts, answers = self.prompts(tokenizer)
+        outputs = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        # Raw-style answers end at the line break the corpus puts after each item.
+        predictions = [out.split("\n")[0].strip() for out in outputs]
+        hits = [pred == ans for pred, ans in zip(predictions, answers, strict=True)]
+        samples = [
+            {"prompt": p, "answer": a, "prediction": o, "correct": h}
+            for p, a, o, h in zip(prompts, answers, predictions, hits, strict=True)
+        ]
+        return {"exact_match": sum(hits) / max(len(hits), 1), "n": len(hits), "samples": samples}
+
+
+def generate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """Greedy completions of `prompts`, batched and left-padded, special tokens stripped."""
+    was_training = model.training
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    completions: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            enc = tokenizer(
+                prompts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(device)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return completions

@@ -1,0 +1,36 @@
+"""Run the configured eval tasks and flatten their scores into metrics keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+
+class EvalTask(Protocol):
+    def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict: ...
+
+
+def evaluate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_tasks: dict[str, EvalTask],
+    batch_size: int,
+    prefix: str,
+    samples_path: Path | None = None,
+) -> dict[str, float]:
+    """`{f"{prefix}/{task}/{metric}": value}` for every task; samples appended as JSON lines."""
+    scores: dict[str, float] = {}
+    for name, task in eval_tasks.items():
+        result = task.run(model, tokenizer, batch_size)
+        for metric, value in result.items():
+            if isinstance(value, (int, float)):
+                scores[f"{prefix}/{name}/{metric}"] = value
+        if samples_path is not None:
+            with samples_path.open("a") as fh:
+                for sample in result.get("samples", []):
+                    fh.write(json.dumps({"phase": prefix, "task": name, **sample}) + "\n")
+    return scores

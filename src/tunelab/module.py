@@ -1,0 +1,78 @@
+"""The one LightningModule: batch -> objective -> loss, for every adapter and objective."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from tunelab.objectives.base import Objective
+
+
+class TuneLabModule(L.LightningModule):
+    """Composes a (possibly adapted) model with an objective and an optimizer factory."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # Checkpoints hold only trainable weights (see on_save_checkpoint), so loading is partial.
+        self.strict_loading = False
+        self.step_losses: list[Tensor] = []
+        self.train_tokens = torch.zeros((), dtype=torch.long)
+        self.fit_seconds = 0.0
+        self._fit_started = 0.0
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.objective(self.model, batch)
+        loss = out.loss.detach()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/supervised_tokens", out.supervised_tokens.float())
+        for name, value in out.metrics.items():
+            self.log(f"train/{name}", value)
+        # Kept as tensors: summing on device avoids a host sync every step.
+        self.step_losses.append(loss)
+        self.train_tokens = self.train_tokens.to(loss.device) + batch["attention_mask"].sum()
+        return out.loss
+
+    def on_train_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_train_end(self) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_started
+
+    def configure_optimizers(self) -> dict:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def loss_summary(self, window: int = 5) -> dict[str, float]:
+        """Mean loss over the first and the last `window` steps (a quarter of a short fit)."""
+        if not self.step_losses:
+            return {}
+        losses = torch.stack(self.step_losses).float().cpu()
+        k = max(1, min(window, len(losses) // 4))
+        return {
+            "train_loss_initial": losses[:k].mean().item(),
+            "train_loss_final": losses[-k:].mean().item(),
+        }

@@ -1,0 +1,87 @@
+"""Synthetic tasks with verifiable answers: the tiny world's skills.
+
+Every task yields `Example(prompt, answer)` pairs. Splits are fixed by seed: the test items are
+drawn first from a seeded generator and never appear in train (nor in the pretraining corpus).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SPLIT_SEED = 1234
+TEST_SIZE = 400
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task item: a user prompt in words, its raw-text form and the verifiable answer."""
+
+    prompt: str
+    answer: str
+    raw_prompt: str
+
+    def messages(self) -> list[dict[str, str]]:
+        """The item as a two-turn chat."""
+        return [
+            {"role": "user", "content": self.prompt},
+            {"role": "assistant", "content": self.answer},
+        ]
+
+    @property
+    def raw_text(self) -> str:
+        """The item in the plain-text form the base model was pretrained on."""
+        return f"{self.raw_prompt}{self.answer}"
+
+
+def _arithmetic_item(a: int, b: int) -> Example:
+    return Example(prompt=f"What is {a}+{b}?", answer=str(a + b), raw_prompt=f"{a}+{b}=")
+
+
+def _reverse_item(word: str) -> Example:
+    return Example(prompt=f"Reverse {word}", answer=word[::-1], raw_prompt=f"reverse {word}:")
+
+
+def _arithmetic_universe() -> list[Example]:
+    return [_arithmetic_item(a, b) for a in range(100) for b in range(100)]
+
+
+def _reverse_universe() -> list[Example]:
+    rng = random.Random(SPLIT_SEED)
+    words: set[str] = set()
+    while len(words) < 12000:
+        n = rng.randint(3, 5)
+        words.add("".join(rng.choice(string.ascii_lowercase) for _ in range(n)))
+    return [_reverse_item(w) for w in sorted(words)]
+
+
+UNIVERSES: dict[str, Callable[[], list[Example]]] = {
+    "arithmetic": _arithmetic_universe,
+    "reverse": _reverse_universe,
+}
+
+
+def task_names() -> list[str]:
+    """Names of the registered tiny-world tasks."""
+    return sorted(UNIVERSES)
+
+
+def load_split(task: str, split: str) -> list[Example]:
+    """All items of `task` in `split` ("train" or "test"), in a fixed order."""
+    if task not in UNIVERSES:
+        raise KeyError(f"unknown tiny-world task {task!r}; expected one of {task_names()}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for task {task!r}; expected 'train' or 'test'")
+    items = UNIVERSES[task]()
+    random.Random(SPLIT_SEED).shuffle(items)
+    return items[:TEST_SIZE] if split == "test" else items[TEST_SIZE:]
+
+
+def sample(task: str, split: str, n: int | None, seed: int = 0) -> list[Example]:
+    """`n` items of a split (all if `n` is None), sampled without replacement by `seed`."""
+    items = load_split(task, split)
+    if n is None or n >= len(items):
+        return items
+    return random.Random(seed).sample(items, n)
