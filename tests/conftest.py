@@ -35,9 +35,8 @@ def run_train(args: list[str], cwd: Path = ROOT, check: bool = True) -> subproce
         timeout=600,
     )
     if check and proc.returncode != 0:
-        pytest.fail(
-            f"train.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        pytest.fail(f"train.py {' '.join(args)} exited {proc.returncode}:\n{tail}")
     return proc
 
 
