@@ -22,12 +22,14 @@ class TuneLabModule(L.LightningModule):
         objective: Objective,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.param_groups = param_groups
         # Checkpoints hold only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
         self.step_losses: list[Tensor] = []
@@ -54,8 +56,11 @@ class TuneLabModule(L.LightningModule):
         self.fit_seconds = time.perf_counter() - self._fit_started
 
     def configure_optimizers(self) -> dict:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        if self.param_groups is not None:
+            groups = self.param_groups(self.model)
+        else:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         total = int(self.trainer.estimated_stepping_batches)

@@ -62,7 +62,7 @@ def command_line() -> str:
     return " ".join([Path(sys.executable).name, *sys.argv])
 
 
-def build_trainer(cfg: DictConfig, out_dir: Path) -> L.Trainer:
+def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     """The Lightning Trainer from `cfg.trainer`, with this run's loggers and checkpointing."""
     loggers = [instantiate(spec, save_dir=str(out_dir)) for spec in cfg.logger.values()]
     checkpoint = ModelCheckpoint(
@@ -71,7 +71,8 @@ def build_trainer(cfg: DictConfig, out_dir: Path) -> L.Trainer:
         save_last=True,
         save_top_k=1,
     )
-    return instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
+    callbacks = [checkpoint, *(extra_callbacks or [])]
+    return instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
 
 
 def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -99,9 +100,13 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     model = adapter.apply(loaded.model)
     trainable, total = count_parameters(model)
     module = TuneLabModule(
-        model, objective, instantiate(cfg.optimizer.optimizer), instantiate(cfg.optimizer.scheduler)
+        model,
+        objective,
+        optimizer=instantiate(cfg.optimizer.optimizer),
+        scheduler=instantiate(cfg.optimizer.scheduler),
+        param_groups=adapter.param_groups,
     )
-    trainer = build_trainer(cfg, out_dir)
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
 
     if cfg.eval.after:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 
@@ -24,6 +26,14 @@ class Adapter:
     def save(self, model: nn.Module, out_dir: Path) -> Path:
         """Write the trained artifact under `out_dir`; return its directory."""
         raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; methods that need special groups (GaLore) override this."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def callbacks(self) -> list[Callback]:
+        """Lightning callbacks the method needs while training (LISA's layer sampling, say)."""
+        return []
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
