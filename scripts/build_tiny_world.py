@@ -3,7 +3,7 @@
     python scripts/build_tiny_world.py [extra Hydra overrides, e.g. trainer.max_steps=200]
 
 1. writes the character tokenizer and a small Llama config.json to build/tiny-llama-init;
-2. pretrains it with `python train.py +experiment=tiny_world_pretrain` (objective=cpt,
+2. pretrains it with `python train.py experiment=tiny_world_pretrain` (objective=cpt,
    adapter=full) on the synthetic corpus;
 3. copies the trained model and tokenizer to src/tunelab/world/assets/tiny-llama.
 """
@@ -58,7 +58,7 @@ def pretrain(extra_overrides: list[str]) -> None:
     command = [
         sys.executable,
         str(ROOT / "train.py"),
-        "+experiment=tiny_world_pretrain",
+        "experiment=tiny_world_pretrain",
         f"model.name_or_path={INIT_DIR}",
         f"hydra.run.dir={RUN_DIR}",
         *extra_overrides,

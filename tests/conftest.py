@@ -23,9 +23,11 @@ SMALL_RUN = [
 ]
 
 
-def run_train(args: list[str], cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+def run_train(
+    args: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`python train.py ARGS` in a subprocess; fails the test with its output if it fails."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=cwd,

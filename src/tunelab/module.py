@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.objectives.base import Objective
+from tunelab.reference import build_reference
 
 
 class TuneLabModule(L.LightningModule):
@@ -30,24 +31,33 @@ class TuneLabModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.param_groups = param_groups
+        # Built only when the objective declares it: reference-free objectives never run one.
+        self.reference = build_reference(model) if objective.needs_reference else None
         # Checkpoints hold only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
         self.step_losses: list[Tensor] = []
+        self.step_metrics: dict[str, list[Tensor]] = {}
         self.train_tokens = torch.zeros((), dtype=torch.long)
         self.fit_seconds = 0.0
         self._fit_started = 0.0
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.objective(self.model, batch)
+        out = self.objective(self.model, batch, reference=self.reference)
         loss = out.loss.detach()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/supervised_tokens", out.supervised_tokens.float())
         for name, value in out.metrics.items():
             self.log(f"train/{name}", value)
+            self.step_metrics.setdefault(name, []).append(value.detach())
         # Kept as tensors: summing on device avoids a host sync every step.
         self.step_losses.append(loss)
         self.train_tokens = self.train_tokens.to(loss.device) + batch["attention_mask"].sum()
         return out.loss
+
+    def on_fit_start(self) -> None:
+        # Objectives that ask for it get every training row's reference log-probs in one pass.
+        if self.reference is not None and self.objective.precompute_reference:
+            self.reference.precompute(self.trainer.datamodule.train_dataloader(), self.device)
 
     def on_train_start(self) -> None:
         self._fit_started = time.perf_counter()
@@ -81,3 +91,11 @@ class TuneLabModule(L.LightningModule):
             "train_loss_initial": losses[:k].mean().item(),
             "train_loss_final": losses[-k:].mean().item(),
         }
+
+    def metric_summary(self, window: int = 5) -> dict[str, float]:
+        """`train/<metric>`: each objective metric's mean over the last `window` logged steps."""
+        summary = {}
+        for name, values in self.step_metrics.items():
+            recent = torch.stack(values[-window:]).float().cpu()
+            summary[f"train/{name}"] = recent.mean().item()
+        return summary

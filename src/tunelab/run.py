@@ -17,9 +17,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.adapters.base import count_parameters
+from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
+from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import evaluate
+from tunelab.loggers import finish_wandb
+from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
 
 CHECKPOINT_DIR = "checkpoints"
@@ -57,9 +60,17 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     return str(path)
 
 
+def job_overrides() -> list[str]:
+    """This job's command-line overrides (for a sweep job: its own point of the sweep)."""
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return []
+
+
 def command_line() -> str:
-    """The command that started this process, for tracing a table row back to its run."""
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    """A command that reruns this one job, for tracing a table row back to its run."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "train.py"
+    return " ".join(["python", script, *job_overrides()])
 
 
 def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
@@ -85,7 +96,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"objective needs '{objective.batch_kind}' batches but data={cfg.data._target_} gives "
             f"'{data.batch_kind}': choose a matching data config"
         )
-    adapter = instantiate(cfg.adapter)
+    adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     ckpt_path = resume_checkpoint(cfg, out_dir)
 
@@ -98,6 +109,9 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         metrics |= evaluate(loaded.model, tokenizer, eval_tasks, cfg.eval.batch_size, "baseline", samples)
 
     model = adapter.apply(loaded.model)
+    objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
+    if cfg.eval.before:  # held-out preference pairs (data that has them), scored at step 0
+        metrics |= evaluate_preferences(objective, model, data, "baseline")
     trainable, total = count_parameters(model)
     module = TuneLabModule(
         model,
@@ -108,13 +122,17 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
 
     if cfg.eval.after:
         metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", samples)
+        metrics |= evaluate_preferences(objective, model, data, "eval", module.reference)
     artifact = adapter.save(model, out_dir)
     tokenizer.save_pretrained(artifact)
+    metrics |= objective.save_artifacts(model, tokenizer, out_dir)
     tokens = int(module.train_tokens.item())
     metrics |= module.loss_summary()
+    metrics |= module.metric_summary()
     metrics |= {
         "trainable_params": trainable,
         "total_params": total,
@@ -131,6 +149,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; `metrics.json` is written last, as "completed" or "failed"."""
     started = time.perf_counter()
+    if torch.cuda.is_available():  # a sweep's jobs share one process: measure each on its own
+        torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -139,8 +159,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "objective": cfg.objective.name,
         "adapter": cfg.adapter.name,
         "seed": cfg.seed,
-        "experiment": cfg.experiment,
+        "name": cfg.name,
         "command": command_line(),
+        "overrides": job_overrides(),
     }
     write_json_atomic(out_dir / "metrics.json", metrics)
     try:
@@ -150,6 +171,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         raise
     finally:
+        finish_wandb()
         metrics |= peak_memory()
         metrics["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(out_dir / "metrics.json", metrics)

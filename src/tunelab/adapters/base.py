@@ -5,14 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from transformers import PreTrainedModel
+
+from tunelab.config import ConfigError
+
+
+class ExportError(RuntimeError):
+    """The method's artifact cannot become a standalone model; the message says what to use."""
 
 
 class Adapter:
     """Turns a loaded base model into the model to train, and saves the trained artifact.
 
     `lr` is the method's default learning rate; the top-level `lr` key reads it unless overridden.
+    Config checks belong in `__init__`: it runs before the model loads, so a senseless
+    combination stops the run with a `ConfigError` before any work is done.
     """
 
     def __init__(self, name: str, lr: float) -> None:
@@ -27,6 +38,18 @@ class Adapter:
         """Write the trained artifact under `out_dir`; return its directory."""
         raise NotImplementedError
 
+    def load(self, base: PreTrainedModel, artifact: Path) -> nn.Module:
+        """The trained model again, from a fresh base and the directory `save` wrote."""
+        raise NotImplementedError
+
+    def merge(self, model: nn.Module) -> PreTrainedModel:
+        """A plain HF model computing what `model` (from `load`) computes; ExportError if impossible."""
+        raise ExportError(f"adapter={self.name} has no merge into a standalone model")
+
+    def export(self, base: PreTrainedModel, artifact: Path) -> PreTrainedModel:
+        """The standalone model `scripts/export.py` writes: `merge(load(base, artifact))`."""
+        return self.merge(self.load(base, artifact))
+
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Optimizer parameter groups; methods that need special groups (GaLore) override this."""
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -34,6 +57,20 @@ class Adapter:
     def callbacks(self) -> list[Callback]:
         """Lightning callbacks the method needs while training (LISA's layer sampling, say)."""
         return []
+
+
+def build_adapter(node: Any) -> Adapter:
+    """Instantiate `cfg.adapter`, re-raising a constructor's ConfigError as itself.
+
+    Hydra wraps every constructor error in InstantiationException; unwrapping keeps the one
+    clear message (and its type) that the adapter wrote.
+    """
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -47,3 +84,15 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         total += param.numel()
         trainable += param.numel() if param.requires_grad else 0
     return trainable, total
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks: the longest ModuleList in the model.
+
+    Works for Llama/Qwen/Mistral (`model.layers`), GPT-2 (`transformer.h`) and peft-wrapped
+    models alike, without naming any architecture.
+    """
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no nn.ModuleList of transformer blocks")
+    return max(lists, key=len)

@@ -43,6 +43,10 @@ class TokenizedDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.train_examples = self.encode(self.records)
 
+    def heldout_dataloader(self) -> DataLoader | None:
+        """Held-out batches the objective scores before and after training; None: no such set."""
+        return None
+
     def train_dataloader(self) -> DataLoader:
         if self.tokenizer is None:
             raise RuntimeError("attach_tokenizer() must run before training")

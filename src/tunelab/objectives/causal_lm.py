@@ -18,7 +18,7 @@ class CausalLMObjective(Objective):
         super().__init__(name)
         self.batch_kind = batch_kind
 
-    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> ObjectiveOutput:
+    def __call__(self, model: nn.Module, batch: dict[str, Tensor], reference=None) -> ObjectiveOutput:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logprobs, mask = shifted_token_logprobs(logits, batch["labels"])
         supervised = mask.sum()

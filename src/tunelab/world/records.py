@@ -20,7 +20,11 @@ def _chat_text(ex: tasks.Example) -> str:
 
 
 def corpus_records(
-    size: int, seed: int = 0, doc_chars: int = 120, chat_tasks: tuple[str, ...] = ("reverse",)
+    size: int,
+    seed: int = 0,
+    doc_chars: int = 120,
+    chat_tasks: tuple[str, ...] = ("reverse",),
+    task_weights: dict[str, float] | None = None,
 ) -> list[dict]:
     """The pretraining corpus: `size` documents of raw task lines and a few chat turns.
 
@@ -28,6 +32,7 @@ def corpus_records(
     never been asked for it in a chat: SFT on the arithmetic chat task measurably unlocks it.
     Chat turns appear only for `chat_tasks`, so the chat format itself is not new to the model.
     """
+    task_weights = task_weights or {"arithmetic": 2.0, "reverse": 1.0}
     rng = random.Random(seed)
     pools = {name: tasks.load_split(name, "train") for name in tasks.task_names()}
     names = sorted(pools)
@@ -35,9 +40,51 @@ def corpus_records(
     for _ in range(size):
         parts: list[str] = []
         while sum(map(len, parts)) < doc_chars:
-            name = rng.choice(names)
+            name = rng.choices(names, weights=[task_weights.get(n, 1.0) for n in names])[0]
             ex = rng.choice(pools[name])
             as_chat = name in chat_tasks and rng.random() < 0.5
             parts.append(_chat_text(ex) if as_chat else ex.raw_text + "\n")
         docs.append({"text": "".join(parts)})
     return docs
+
+
+def wrong_sum(a: int, b: int, rng: random.Random) -> str:
+    """A plausible wrong answer to a+b: off by one, off by ten, or its digits swapped."""
+    right = a + b
+    candidates = {right - 1, right + 1, right + 10, abs(right - 10)}
+    swapped = int(str(right)[::-1])
+    if swapped != right:
+        candidates.add(swapped)
+    candidates.discard(right)
+    return str(rng.choice(sorted(candidates)))
+
+
+def preference_records(task: str, split: str, size: int | None = None, seed: int = 0) -> list[dict]:
+    """`{prompt, chosen, rejected}` pairs: chosen the right answer, rejected a plausible wrong one.
+
+    Arithmetic's wrong answers are near misses (see `wrong_sum`); reversal's is the word itself or
+    the reversal with two neighbouring letters swapped. Splits are the task's fixed splits.
+    """
+    rng = random.Random(seed)
+    records = []
+    for ex in tasks.sample(task, split, size, seed):
+        if task == "arithmetic":
+            a, b = (int(x) for x in ex.raw_prompt.rstrip("=").split("+"))
+            rejected = wrong_sum(a, b, rng)
+        else:
+            i = rng.randrange(len(ex.answer) - 1)
+            s = ex.answer
+            rejected = s[:i] + s[i + 1] + s[i] + s[i + 2 :]
+            rejected = rejected if rejected != s else s[::-1]
+        records.append({"prompt": ex.prompt, "chosen": ex.answer, "rejected": rejected})
+    return records
+
+
+def unpaired_preference_records(task: str, split: str, size: int | None = None, seed: int = 0) -> list[dict]:
+    """KTO's unpaired form: `{prompt, completion, label}`, half desirable, from distinct prompts."""
+    records = []
+    for i, pair in enumerate(preference_records(task, split, size, seed)):
+        good = i % 2 == 0
+        completion = pair["chosen"] if good else pair["rejected"]
+        records.append({"prompt": pair["prompt"], "completion": completion, "label": good})
+    return records

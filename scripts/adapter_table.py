@@ -1,0 +1,75 @@
+"""The README "Adapters" table from an adapter sweep's run directories.
+
+    python scripts/adapter_table.py results/adapters [--out table.md]
+
+One row per run (metrics.json, status completed): trainable %, bytes of weights, gradients and
+optimizer state measured after training, exact match before -> after, and training time.
+A general, seed-aggregating table is scripts/make_table.py; this one stays small on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [
+    "adapter", "trainable %", "weights MB", "grads MB", "optim state MB", "total MB",
+    "arithmetic EM (before → after)", "reverse EM (before → after)", "train s",
+]  # fmt: skip
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.2f}"
+
+
+def _em(m: dict, task: str) -> str:
+    before, after = m.get(f"baseline/{task}/exact_match"), m.get(f"eval/{task}/exact_match")
+    if after is None:
+        return "–"
+    return f"{before:.2f} → {after:.2f}" if before is not None else f"{after:.2f}"
+
+
+def row(m: dict) -> list[str]:
+    """One table row from one run's metrics."""
+    weights, grads, state = m["weight_bytes"], m["grad_bytes"], m["optimizer_state_bytes"]
+    # training time = tokens / throughput: the fit alone, without evaluation or saving
+    seconds = m["train_tokens"] / m["train_tokens_per_sec"] if m.get("train_tokens_per_sec") else 0.0
+    return [
+        m["adapter"], f"{m['trainable_percent']:.2f}", _mb(weights), _mb(grads), _mb(state),
+        _mb(weights + grads + state), _em(m, "arithmetic"), _em(m, "reverse"), f"{seconds:.0f}",
+    ]  # fmt: skip
+
+
+def collect(results: Path) -> list[dict]:
+    """The completed runs under `results`, in sweep-job order."""
+    runs = [json.loads(p.read_text()) for p in sorted(results.rglob("metrics.json"))]
+    return [m for m in runs if m.get("status") == "completed" and "weight_bytes" in m]
+
+
+def markdown(runs: list[dict]) -> str:
+    """A Markdown table, one row per run."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(m)) + " |" for m in runs]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a sweep folder, searched recursively")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    runs = collect(args.results)
+    if not runs:
+        print(f"no completed runs with byte counts under {args.results}", file=sys.stderr)
+        return 1
+    table = markdown(runs)
+    print(table, end="")
+    if args.out:
+        args.out.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""GaLore (Zhao et al., 2024, arXiv:2403.03507): full-parameter training whose optimizer keeps
+its state in a rank-r projection of each 2-D weight's gradient (galore-torch's optimizers).
+
+The method is an optimizer: this adapter makes every weight trainable and hands galore-torch the
+parameter groups it reads (`rank`, `update_proj_gap`, `scale`, `proj_type`) for the weights of
+the transformer blocks' linear layers. `conf/adapter/galore.yaml` selects the optimizer
+(`optimizer=galore_adamw`; `galore8bit` selects `galore_adamw8bit`); any other optimizer would
+silently ignore the groups, so it is refused before training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hydra.utils import get_class
+from torch import nn
+
+from tunelab.adapters.base import decoder_layers
+from tunelab.adapters.full import FullFineTune
+from tunelab.config import ConfigError
+
+
+class GaLoreAdapter(FullFineTune):
+    """Every weight trains; the blocks' linear weights through GaLore's projected optimizer state."""
+
+    def __init__(
+        self,
+        name: str,
+        lr: float,
+        optimizer: str,
+        rank: int,
+        update_proj_gap: int = 50,
+        scale: float = 0.25,
+        proj_type: str = "std",
+    ) -> None:
+        super().__init__(name, lr)
+        if not optimizer.startswith("galore_torch."):
+            raise ConfigError(
+                f"adapter={name} needs a GaLore optimizer (optimizer=galore_adamw or "
+                f"galore_adamw8bit), but optimizer.optimizer._target_={optimizer} would ignore "
+                "its projection and train plain full fine-tuning"
+            )
+        if rank < 1:
+            raise ConfigError(f"adapter.rank={rank}: GaLore's projection rank must be >= 1")
+        reason = step_error(optimizer)
+        if reason is not None:
+            raise ConfigError(
+                f"adapter={name} (optimizer.optimizer._target_={optimizer}) cannot step on this "
+                f"machine: {reason}. galore-torch's 8-bit AdamW needs bitsandbytes' CUDA kernels; "
+                "use adapter=galore on CPU"
+            )
+        self.galore = {
+            "rank": rank,
+            "update_proj_gap": update_proj_gap,
+            "scale": scale,
+            "proj_type": proj_type,
+        }
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        projected = {id(m.weight) for m in decoder_layers(model).modules() if isinstance(m, nn.Linear)}
+        params = [p for p in model.parameters() if p.requires_grad]
+        plain = [p for p in params if id(p) not in projected]
+        low_rank = [p for p in params if id(p) in projected]
+        return [{"params": plain}, {"params": low_rank, **self.galore}]
+
+
+def step_error(optimizer: str) -> str | None:
+    """Why the optimizer class cannot take one GaLore step here (tried on a small weight), or None."""
+    weight = nn.Parameter(torch.randn(64, 32, device="cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        opt = get_class(optimizer)(
+            [{"params": [weight], "rank": 2, "update_proj_gap": 1, "scale": 1.0, "proj_type": "std"}], lr=1e-3
+        )
+        weight.grad = torch.ones_like(weight)
+        opt.step()
+    except Exception as err:  # any failure means: not on this machine
+        return f"{type(err).__name__}: {err}"
+    return None

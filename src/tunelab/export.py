@@ -1,0 +1,52 @@
+"""Turn a finished run's artifact into a standalone HF model directory (`scripts/export.py`).
+
+The run's own resolved `config.yaml` says which adapter and base it used; the adapter class
+knows how to reload its artifact and merge it (`Adapter.load`, `Adapter.merge`, `Adapter.export`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tunelab.adapters.base import build_adapter
+from tunelab.config import register_resolvers
+
+
+def run_config(run_dir: Path):
+    """The resolved config a run saved."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir={run_dir}: no config.yaml (is it a tunelab run directory?)")
+    register_resolvers()
+    return OmegaConf.load(path)
+
+
+def load_trained(run_dir: Path):
+    """(adapter, trained model, tokenizer) of a run, rebuilt from its base and artifact."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    adapter = build_adapter(cfg.adapter)
+    loaded = instantiate(cfg.model)
+    model = adapter.load(loaded.model, run_dir / metrics["artifact"])
+    return adapter, model.eval(), loaded.tokenizer
+
+
+def export_run(run_dir: Path, out_dir: Path | None = None) -> Path:
+    """Write `<run_dir>/export` (or `out_dir`): a merged model AutoModelForCausalLM loads."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("status") != "completed":
+        raise ValueError(f"run_dir={run_dir}: status is {metrics.get('status')!r}, not 'completed'")
+    adapter = build_adapter(cfg.adapter)
+    loaded = instantiate(cfg.model)
+    merged = adapter.export(loaded.model, run_dir / metrics["artifact"])
+    target = Path(out_dir) if out_dir else run_dir / "export"
+    merged.save_pretrained(target, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(target)
+    return target

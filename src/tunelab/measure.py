@@ -1,0 +1,52 @@
+"""Bytes that training actually allocated, measured from the live tensors after the fit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _tensors_in(value: Any) -> Iterable[torch.Tensor]:
+    """Tensors held by an optimizer-state value: a tensor, or an object holding some (GaLore's
+    projector keeps its projection matrix as an attribute)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif hasattr(value, "__dict__"):
+        yield from (v for v in vars(value).values() if isinstance(v, torch.Tensor))
+
+
+def _quant_state_bytes(param: torch.Tensor) -> int:
+    """Scales that bitsandbytes keeps beside a quantized weight (absmax, double-quant stats)."""
+    total = 0
+    state = getattr(param, "quant_state", None)
+    if state is not None:
+        total += sum(_nbytes(v) for v in state.as_dict(packed=True).values() if isinstance(v, torch.Tensor))
+    scb = getattr(param, "SCB", None)
+    if isinstance(scb, torch.Tensor):
+        total += _nbytes(scb)
+    return total
+
+
+def allocated_bytes(model: nn.Module, optimizers: Iterable[torch.optim.Optimizer]) -> dict[str, int]:
+    """`weight_bytes` (every parameter, quantized ones as stored), `grad_bytes` (gradients held now),
+    `optimizer_state_bytes` (every tensor in the optimizers' state); shared tensors counted once."""
+    params = list({id(p): p for p in model.parameters()}.values())
+    weight = sum(_nbytes(p) + _quant_state_bytes(p) for p in params)
+    grad = sum(_nbytes(p.grad) for p in params if p.grad is not None)
+    seen: set[int] = set()
+    state = 0
+    for optimizer in optimizers:
+        for per_param in optimizer.state.values():
+            for value in per_param.values():
+                for t in _tensors_in(value):
+                    if id(t) not in seen:
+                        seen.add(id(t))
+                        state += _nbytes(t)
+    return {"weight_bytes": weight, "grad_bytes": grad, "optimizer_state_bytes": state}

@@ -1,0 +1,1 @@
+"""Gather run directories into paper-style tables and plots."""
