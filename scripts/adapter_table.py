@@ -1,6 +1,6 @@
 """The README "Adapters" table from an adapter sweep's run directories.
 
-    python scripts/adapter_table.py results/adapters [--out table.md]
+    python scripts/adapter_table.py results/adapters/multirun_<time> [more sweep dirs] [--out table.md]
 
 One row per run (metrics.json, status completed): trainable %, bytes of weights, gradients and
 optimizer state measured after training, exact match before -> after, and training time.
@@ -42,9 +42,15 @@ def row(m: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def _job_order(path: Path) -> tuple[int, str]:
+    """Sweep jobs in launch order: `<job number>_<overrides>/metrics.json`, numerically."""
+    number = path.parent.name.split("_", 1)[0]
+    return (int(number) if number.isdigit() else -1, str(path))
+
+
 def collect(results: Path) -> list[dict]:
     """The completed runs under `results`, in sweep-job order."""
-    runs = [json.loads(p.read_text()) for p in sorted(results.rglob("metrics.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(results.rglob("metrics.json"), key=_job_order)]
     return [m for m in runs if m.get("status") == "completed" and "weight_bytes" in m]
 
 
@@ -57,12 +63,14 @@ def markdown(runs: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="a sweep folder, searched recursively")
+    parser.add_argument(
+        "results", type=Path, nargs="+", help="sweep folders, searched recursively, rows in order"
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
-    runs = collect(args.results)
+    runs = [m for folder in args.results for m in collect(folder)]
     if not runs:
-        print(f"no completed runs with byte counts under {args.results}", file=sys.stderr)
+        print(f"no completed runs with byte counts under {[str(r) for r in args.results]}", file=sys.stderr)
         return 1
     table = markdown(runs)
     print(table, end="")

@@ -3,9 +3,13 @@
     python scripts/build_tiny_world.py [extra Hydra overrides, e.g. trainer.max_steps=200]
 
 1. writes the character tokenizer and a small Llama config.json to build/tiny-llama-init;
-2. pretrains it with `python train.py experiment=tiny_world_pretrain` (objective=cpt,
-   adapter=full) on the synthetic corpus;
-3. copies the trained model and tokenizer to src/tunelab/world/assets/tiny-llama.
+2. stage 1: pretrains it with `python train.py experiment=tiny_world_pretrain` (objective=cpt,
+   adapter=full) on the synthetic corpus (4000 steps);
+3. stage 2: continues pretraining the stage-1 model with `experiment=tiny_world_stage2`
+   (500 steps on a corpus that adds the chat "Repeat <text>" task);
+4. copies the stage-2 model and tokenizer to src/tunelab/world/assets/tiny-llama.
+
+Extra arguments are Hydra overrides applied to both stages.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tunelab.world.tokenizer import build_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 INIT_DIR = ROOT / "build" / "tiny-llama-init"
 RUN_DIR = ROOT / "build" / "tiny-llama-pretrain"
+STAGE2_DIR = ROOT / "build" / "tiny-llama-stage2"
 ASSET_DIR = ROOT / "src" / "tunelab" / "world" / "assets" / "tiny-llama"
 
 
@@ -51,16 +56,16 @@ def write_init_dir() -> None:
     config.save_pretrained(INIT_DIR)
 
 
-def pretrain(extra_overrides: list[str]) -> None:
-    """Run the harness's cpt objective on the synthetic corpus."""
-    if RUN_DIR.exists():
-        shutil.rmtree(RUN_DIR)
+def run_stage(experiment: str, model_dir: Path, run_dir: Path, extra_overrides: list[str]) -> None:
+    """Run the harness's cpt objective for one stage, from `model_dir`, into `run_dir`."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
     command = [
         sys.executable,
         str(ROOT / "train.py"),
-        "experiment=tiny_world_pretrain",
-        f"model.name_or_path={INIT_DIR}",
-        f"hydra.run.dir={RUN_DIR}",
+        f"experiment={experiment}",
+        f"model.name_or_path={model_dir}",
+        f"hydra.run.dir={run_dir}",
         *extra_overrides,
     ]
     print("+", " ".join(command), flush=True)
@@ -71,12 +76,14 @@ def install_assets() -> None:
     """Copy the trained model directory into the package."""
     if ASSET_DIR.exists():
         shutil.rmtree(ASSET_DIR)
-    shutil.copytree(RUN_DIR / "model", ASSET_DIR)
+    shutil.copytree(STAGE2_DIR / "model", ASSET_DIR)
     shutil.copy(RUN_DIR / "metrics.json", ASSET_DIR / "pretrain_metrics.json")
+    shutil.copy(STAGE2_DIR / "metrics.json", ASSET_DIR / "stage2_metrics.json")
     print(f"installed {ASSET_DIR}")
 
 
 if __name__ == "__main__":
     write_init_dir()
-    pretrain(sys.argv[1:])
+    run_stage("tiny_world_pretrain", INIT_DIR, RUN_DIR, sys.argv[1:])
+    run_stage("tiny_world_stage2", RUN_DIR / "model", STAGE2_DIR, sys.argv[1:])
     install_assets()

@@ -25,17 +25,6 @@ def run_config(run_dir: Path):
     return OmegaConf.load(path)
 
 
-def load_trained(run_dir: Path):
-    """(adapter, trained model, tokenizer) of a run, rebuilt from its base and artifact."""
-    run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    adapter = build_adapter(cfg.adapter)
-    loaded = instantiate(cfg.model)
-    model = adapter.load(loaded.model, run_dir / metrics["artifact"])
-    return adapter, model.eval(), loaded.tokenizer
-
-
 def export_run(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write `<run_dir>/export` (or `out_dir`): a merged model AutoModelForCausalLM loads."""
     run_dir = Path(run_dir)

@@ -78,7 +78,12 @@ class TuneLabModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        # Everything the optimizer updates, not just what is unfrozen now: LISA's blocks frozen in
+        # this period were trained in earlier ones.
+        updated = {id(p) for opt in self.trainer.optimizers for g in opt.param_groups for p in g["params"]}
+        trainable = {
+            f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad or id(p) in updated
+        }
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def loss_summary(self, window: int = 5) -> dict[str, float]:
@@ -93,7 +98,7 @@ class TuneLabModule(L.LightningModule):
         }
 
     def metric_summary(self, window: int = 5) -> dict[str, float]:
-        """`train/<metric>`: each objective metric's mean over the last `window` logged steps."""
+        """`train/<metric>`: each objective metric's mean over the last `window` training steps."""
         summary = {}
         for name, values in self.step_metrics.items():
             recent = torch.stack(values[-window:]).float().cpu()

@@ -21,6 +21,7 @@ from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import evaluate
+from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
@@ -82,7 +83,8 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
         save_last=True,
         save_top_k=1,
     )
-    callbacks = [checkpoint, *(extra_callbacks or [])]
+    guards = TrainingGuards(**cfg.guards)
+    callbacks = [checkpoint, guards, *(extra_callbacks or [])]
     return instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
 
 
@@ -121,7 +123,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         param_groups=adapter.param_groups,
     )
     trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
 
     if cfg.eval.after:
@@ -141,6 +144,9 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "train_tokens": tokens,
         "train_tokens_per_sec": tokens / module.fit_seconds if module.fit_seconds else 0.0,
         "train_examples_truncated": data.truncated,
+        "zero_token_batches": sum(
+            c.zero_token_batches for c in trainer.callbacks if isinstance(c, TrainingGuards)
+        ),
         "artifact": str(artifact.relative_to(out_dir)),
     }
     return metrics

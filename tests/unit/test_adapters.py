@@ -260,7 +260,9 @@ def test_save_then_reload_gives_the_same_logits(name, tmp_path):
     artifact = f.adapter.save(f.model, tmp_path)
     fresh = build_adapter(f.cfg.adapter)
     reloaded = fresh.load(instantiate(f.cfg.model).model, artifact)
-    torch.testing.assert_close(logits(reloaded, f.batch), logits(f.model, f.batch), atol=1e-5, rtol=1e-4)
+    # PiSSA reloads as the equivalent rank-2r LoRA on the original base: equal up to fp32 rounding.
+    atol = 1e-3 if name == "pissa" else 1e-5
+    torch.testing.assert_close(logits(reloaded, f.batch), logits(f.model, f.batch), atol=atol, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
@@ -276,9 +278,14 @@ def test_export_loads_with_automodel_and_gives_the_same_logits(name, tmp_path):
         return
     fresh.export(base, artifact).save_pretrained(tmp_path / "export")
     standalone = AutoModelForCausalLM.from_pretrained(tmp_path / "export")
-    # LLM.int8 also quantizes the activations in its forward: the float export is close, not equal.
-    atol = 5e-2 if name == "qlora8bit" else 1e-4
-    torch.testing.assert_close(logits(standalone, f.batch), logits(f.model, f.batch), atol=atol, rtol=1e-3)
+    trained = f.model
+    if name == "qlora8bit":
+        # LLM.int8 also quantizes the *activations* in its forward, which no float model can
+        # reproduce: compare with the same trained adapter on its int8 base computing in float.
+        from tunelab.adapters.qlora import dequantize_base
+
+        trained = dequantize_base(build_adapter(f.cfg.adapter).load(instantiate(f.cfg.model).model, artifact))
+    torch.testing.assert_close(logits(standalone, f.batch), logits(trained, f.batch), atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["lora", "full", "lisa", "qlora"])
@@ -318,6 +325,11 @@ def test_qlora_linear_layers_are_4bit_and_weigh_far_less_than_lora():
         assert layer.weight.dtype == torch.uint8
         assert layer.weight.numel() == layer.in_features * layer.out_features // 2
         assert layer.weight.quant_state.quant_type == "nf4" and layer.weight.quant_state.nested
+    # Counted as the weights they stand for, not as packed bytes.
+    assert count_parameters(q.model) == (
+        expected_trainable("qlora", s),
+        s.total() + expected_trainable("qlora", s),
+    )
     q_bytes = allocated_bytes(q.model, [])["weight_bytes"]
     lora_bytes = allocated_bytes(lora.model, [])["weight_bytes"]
     assert q_bytes < 0.3 * lora_bytes, (q_bytes, lora_bytes)

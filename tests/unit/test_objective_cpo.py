@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tests.unit.pref_helpers import ForbiddenReference, gradient_signs, logsigmoid, pair
+import torch
+
+from tests.unit.pref_helpers import FixedOutputs, ForbiddenReference, gradient_signs, logsigmoid, pair
 from tunelab.objectives.cpo import CPOObjective
 
 
@@ -24,8 +26,16 @@ def test_gradient_pushes_chosen_up_and_rejected_down():
     assert up < 0 < down
 
 
-def test_declares_no_reference():
-    objective = CPOObjective()
-    assert objective.needs_reference is False
-    objective.pair_loss(pair([-1.0], [-2.0]), None)  # the formula needs no reference log-probs
-    assert ForbiddenReference  # the loop-level check lives in test_reference.py
+def test_runs_without_a_reference_on_summed_log_probs():
+    # One pair, vocab 2, uniform logits: chosen labels 1 token, rejected 2, each log-prob ln 1/2.
+    logits = torch.zeros(2, 4, 2)
+    labels = torch.tensor([[-100, -100, -100, 1], [-100, -100, 0, 1]])
+    batch = {
+        "input_ids": torch.zeros(2, 4, dtype=torch.long),
+        "attention_mask": torch.ones(2, 4),
+        "labels": labels,
+    }
+    out = CPOObjective(beta=0.1, alpha=1.0)(FixedOutputs(logits), batch, ForbiddenReference())
+    chosen, rejected = math.log(0.5), 2 * math.log(0.5)  # summed, not length-normalised
+    expected = -logsigmoid(0.1 * chosen - 0.1 * rejected) - chosen
+    assert math.isclose(out.loss.item(), expected, rel_tol=1e-6)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification
 
 from tests.unit.pref_helpers import FixedOutputs, logsigmoid
@@ -41,18 +43,22 @@ def test_gradient_raises_chosen_reward_and_lowers_rejected():
     assert rewards.grad[0] < 0 < rewards.grad[1]
 
 
-def test_export_scores_like_training(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_export_scores_like_training(tmp_path, tiny_model_dir, lora):
     loaded = load_pretrained(str(tiny_model_dir))
+    model = loaded.model
+    if lora:  # a trained adapter: export must merge it
+        model = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False))
     objective = RewardModelObjective("reward")
-    objective.prepare_model(loaded.model)
-    assert getattr(loaded.model, HEAD).weight.requires_grad
+    objective.prepare_model(model)
+    assert getattr(model, HEAD).weight.requires_grad
     data = PreferenceDataModule(preference_records("arithmetic", "test", 3), batch_size=3)
     data.attach_tokenizer(loaded.tokenizer)
     batch = next(iter(data.train_dataloader()))
-    export_reward_model(loaded.model, loaded.tokenizer, tmp_path / "rm")
+    export_reward_model(model, loaded.tokenizer, tmp_path / "rm")
     scorer = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
     with torch.no_grad():
         exported = scorer(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        trained = last_token_rewards(loaded.model.eval(), batch)
+        trained = last_token_rewards(model.eval(), batch)
     assert exported.shape == (6, 1)
     assert torch.allclose(exported.squeeze(-1), trained, atol=1e-5)

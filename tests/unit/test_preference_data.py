@@ -99,9 +99,33 @@ def test_tiny_world_pairs_are_near_misses_from_fixed_splits():
     assert pairs == preference_records("arithmetic", "test", 50)  # deterministic
     for p in pairs:
         a, b = (int(x) for x in p["prompt"].removeprefix("What is ").removesuffix("?").split("+"))
-        assert p["chosen"] == str(a + b) and p["rejected"] != p["chosen"]
-        assert p["rejected"].isdigit()
+        shown = p["chosen"].removesuffix(str(a + b))  # "a+b=" where the task shows its work
+        assert p["chosen"] == f"{shown}{a + b}" and p["rejected"] != p["chosen"]
+        assert p["rejected"].startswith(shown) and p["rejected"].removeprefix(shown).isdigit()
     train_prompts = {p["prompt"] for p in preference_records("arithmetic", "train")}
     assert not train_prompts & {p["prompt"] for p in pairs}
     unpaired = unpaired_preference_records("arithmetic", "train", 10)
     assert sum(r["label"] for r in unpaired) == 5
+
+
+def test_tiny_world_reversal_pairs_reject_the_unreversed_copy():
+    for p in preference_records("reverse", "test", 50):
+        word = p["prompt"].removeprefix("Reverse ")
+        assert p["chosen"] == word[::-1]
+        assert p["rejected"] == word or word == word[::-1]  # palindromes get a letter swap instead
+        assert p["rejected"] != p["chosen"] or len(set(word)) == 1
+
+
+def test_implicit_prompt_pairs_take_the_shared_turns_as_prompt(tok):
+    user = {"role": "user", "content": "hi"}
+    implicit = {
+        "chosen": [user, {"role": "assistant", "content": "ok"}],
+        "rejected": [user, {"role": "assistant", "content": "no"}],
+    }
+    explicit = {"prompt": "hi", "chosen": "ok", "rejected": "no"}
+    batches = []
+    for record in (implicit, explicit):
+        data = PreferenceDataModule([record], batch_size=1)
+        data.attach_tokenizer(tok)
+        batches.append(next(iter(data.train_dataloader())))
+    assert all((batches[0][k] == batches[1][k]).all() for k in batches[0])

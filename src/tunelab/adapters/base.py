@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
@@ -74,16 +75,25 @@ def build_adapter(node: Any) -> Adapter:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts, each shared tensor counted once."""
+    """(trainable, total) parameter counts, each shared tensor counted once, quantized ones unpacked."""
     seen: set[int] = set()
     trainable = total = 0
     for param in model.parameters():
         if id(param) in seen:
             continue
         seen.add(id(param))
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
+        n = logical_numel(param)
+        total += n
+        trainable += n if param.requires_grad else 0
     return trainable, total
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """Elements of the weight the parameter stands for: a bitsandbytes 4-bit weight stores two
+    per byte (its `numel()` is half), its quant_state keeps the original shape."""
+    state = getattr(param, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return int(torch.Size(shape).numel()) if shape is not None else param.numel()
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -46,8 +46,21 @@ def _field(record: object, name: str, where: str) -> object:
     return record[name]
 
 
+def split_implicit_prompt(record: dict) -> dict:
+    """TRL's implicit-prompt pairs (full chats in chosen/rejected, no prompt): the shared turns
+    become the prompt."""
+    chosen, rejected = record.get("chosen"), record.get("rejected")
+    if "prompt" in record or not (isinstance(chosen, list) and isinstance(rejected, list)):
+        return record
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    return {"prompt": chosen[:n], "chosen": chosen[n:], "rejected": rejected[n:]} if n else record
+
+
 def pair_record(record: dict, where: str) -> dict[str, Messages]:
     """A validated `{prompt, chosen, rejected}` record, every field as chat messages."""
+    record = split_implicit_prompt(record) if isinstance(record, dict) else record
     out = {"prompt": as_messages(_field(record, "prompt", where), "user", f"{where}: field 'prompt'")}
     for name in ("chosen", "rejected"):
         value = _field(record, name, where)

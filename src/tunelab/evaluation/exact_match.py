@@ -30,11 +30,12 @@ class ExactMatchTask:
         items = tasks.load_split(self.task, self.split)[: self.limit]
         if self.style == "raw":
             return [ex.raw_prompt for ex in items], [ex.answer for ex in items]
+        # In a chat the expected reply is the whole completion (the worked form where a task has one).
         texts = [
             tokenizer.apply_chat_template(ex.messages()[:1], tokenize=False, add_generation_prompt=True)
             for ex in items
         ]
-        return texts, [ex.answer for ex in items]
+        return texts, [ex.completion for ex in items]
 
     @torch.no_grad()
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:

@@ -17,14 +17,10 @@ from tunelab.objectives.preference import (
     PairLogps,
     Reference,
     logps_metrics,
+    masked_mean,
     model_sequence_logps,
     reward_metrics,
 )
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of `values` where `mask` holds (0 when it never does), detached."""
-    return (values * mask).sum().detach() / mask.sum().clamp(min=1)
 
 
 class KTOObjective(Objective):

@@ -80,6 +80,11 @@ def reward_metrics(chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:
     }
 
 
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `values` where `mask` holds (0 when it never does), detached."""
+    return (values * mask).sum().detach() / mask.sum().clamp(min=1)
+
+
 def logps_metrics(logps: PairLogps) -> dict[str, Tensor]:
     """Summed policy log-probs of the completions; `logps/accuracies` needs no reward model."""
     chosen, rejected = logps.chosen.detach(), logps.rejected.detach()

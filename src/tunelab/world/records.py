@@ -16,7 +16,7 @@ def chat_records(task: str, split: str, size: int | None = None, seed: int = 0) 
 
 
 def _chat_text(ex: tasks.Example) -> str:
-    return f"{USER}{ex.prompt}{END}{ASSISTANT}{ex.answer}{END}"
+    return f"{USER}{ex.prompt}{END}{ASSISTANT}{ex.completion}{END}"
 
 
 def corpus_records(
@@ -34,7 +34,7 @@ def corpus_records(
     """
     task_weights = task_weights or {"arithmetic": 2.0, "reverse": 1.0}
     rng = random.Random(seed)
-    pools = {name: tasks.load_split(name, "train") for name in tasks.task_names()}
+    pools = {name: tasks.load_split(name, "train") for name in task_weights}
     names = sorted(pools)
     docs = []
     for _ in range(size):
@@ -62,8 +62,8 @@ def wrong_sum(a: int, b: int, rng: random.Random) -> str:
 def preference_records(task: str, split: str, size: int | None = None, seed: int = 0) -> list[dict]:
     """`{prompt, chosen, rejected}` pairs: chosen the right answer, rejected a plausible wrong one.
 
-    Arithmetic's wrong answers are near misses (see `wrong_sum`); reversal's is the word itself or
-    the reversal with two neighbouring letters swapped. Splits are the task's fixed splits.
+    Arithmetic's wrong answers are near misses (see `wrong_sum`); reversal's is the word copied
+    unreversed, the commonest mistake. Splits are the task's fixed splits.
     """
     rng = random.Random(seed)
     records = []
@@ -72,11 +72,13 @@ def preference_records(task: str, split: str, size: int | None = None, seed: int
             a, b = (int(x) for x in ex.raw_prompt.rstrip("=").split("+"))
             rejected = wrong_sum(a, b, rng)
         else:
-            i = rng.randrange(len(ex.answer) - 1)
-            s = ex.answer
-            rejected = s[:i] + s[i + 1] + s[i] + s[i + 2 :]
-            rejected = rejected if rejected != s else s[::-1]
-        records.append({"prompt": ex.prompt, "chosen": ex.answer, "rejected": rejected})
+            rejected = ex.answer[::-1]  # the input word, copied instead of reversed
+            if rejected == ex.answer:  # a palindrome: swap its first two letters instead
+                rejected = rejected[1] + rejected[0] + rejected[2:]
+        # Both completions in the chat form SFT uses (a worked "12+34=46" where the task shows
+        # its work): they differ only in the answer.
+        shown = ex.completion[: len(ex.completion) - len(ex.answer)]
+        records.append({"prompt": ex.prompt, "chosen": ex.completion, "rejected": shown + rejected})
     return records
 
 

@@ -17,17 +17,27 @@ TEST_SIZE = 400
 
 @dataclass(frozen=True)
 class Example:
-    """One task item: a user prompt in words, its raw-text form and the verifiable answer."""
+    """One task item: a user prompt in words, its raw-text form and the verifiable answer.
+
+    `completion` is what the assistant says: the bare answer, or for tasks with `show_work` the
+    worked form ("12+34=46"), which lets a fine-tuned model reuse the skill the base learned on
+    raw text instead of learning it again.
+    """
 
     prompt: str
     answer: str
     raw_prompt: str
+    show_work: bool = False
+
+    @property
+    def completion(self) -> str:
+        return self.raw_text if self.show_work else self.answer
 
     def messages(self) -> list[dict[str, str]]:
         """The item as a two-turn chat."""
         return [
             {"role": "user", "content": self.prompt},
-            {"role": "assistant", "content": self.answer},
+            {"role": "assistant", "content": self.completion},
         ]
 
     @property
@@ -37,11 +47,15 @@ class Example:
 
 
 def _arithmetic_item(a: int, b: int) -> Example:
-    return Example(prompt=f"What is {a}+{b}?", answer=str(a + b), raw_prompt=f"{a}+{b}=")
+    return Example(prompt=f"What is {a}+{b}?", answer=str(a + b), raw_prompt=f"{a}+{b}=", show_work=True)
 
 
 def _reverse_item(word: str) -> Example:
     return Example(prompt=f"Reverse {word}", answer=word[::-1], raw_prompt=f"reverse {word}:")
+
+
+def _repeat_item(text: str) -> Example:
+    return Example(prompt=f"Repeat {text}", answer=text, raw_prompt=f"repeat {text}:")
 
 
 def _arithmetic_universe() -> list[Example]:
@@ -57,9 +71,19 @@ def _reverse_universe() -> list[Example]:
     return [_reverse_item(w) for w in sorted(words)]
 
 
+def _repeat_universe() -> list[Example]:
+    rng = random.Random(SPLIT_SEED + 1)
+    alphabet = string.ascii_lowercase + string.digits + "+"
+    texts: set[str] = set()
+    while len(texts) < 12000:
+        texts.add("".join(rng.choice(alphabet) for _ in range(rng.randint(3, 7))))
+    return [_repeat_item(t) for t in sorted(texts)]
+
+
 UNIVERSES: dict[str, Callable[[], list[Example]]] = {
     "arithmetic": _arithmetic_universe,
     "reverse": _reverse_universe,
+    "repeat": _repeat_universe,
 }
 
 
