@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scipy import stats as scipy_stats
 
-from tunelab.results.collect import collect_runs, group_rows
+from tunelab.results.collect import Row, Run, collect_runs, group_rows
 from tunelab.results.table import build_table, to_csv, to_latex, to_markdown
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "table_runs"
@@ -56,5 +56,21 @@ def test_golden_renderings(table, render, name):
 
 
 def test_unknown_baseline_names_the_rows():
-    with pytest.raises(ValueError, match="baseline row 'adapter=dora' not found"):
+    with pytest.raises(ValueError, match=r"baseline row .adapter=dora. not found"):
         build_table(group_rows(collect_runs(DATA)), METRICS, baseline="adapter=dora")
+
+
+def _row(label: str) -> Row:
+    run = Run(
+        path=Path(label), metrics={"status": "completed", "seed": 0, "overrides": label.split(), "x": 1.0}
+    )
+    return Row(label=label, runs=[run])
+
+
+def test_shared_overrides_leave_the_labels_and_a_subset_names_the_baseline():
+    rows = [_row("adapter=lora trainer.max_steps=200"), _row("adapter=dora trainer.max_steps=200")]
+    table = build_table(rows, ["x"], baseline="adapter=lora")
+    assert [table.label(r) for r in rows] == ["adapter=lora", "adapter=dora"]
+    assert table.baseline == "adapter=lora" and "Every row: trainer.max_steps=200." in table.caption()
+    with pytest.raises(ValueError, match="matches several rows"):
+        build_table(rows, ["x"], baseline="trainer.max_steps=200")

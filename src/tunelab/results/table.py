@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tunelab.results.collect import Row
 from tunelab.results.stats import SIGNIFICANCE_LEVEL, TEST_NAME, Summary, paired_p_value, summarize
 
-LOWER_IS_BETTER = ("loss", "seconds", "bytes", "memory", "perplexity")
+LOWER_IS_BETTER = ("loss", "seconds", "bytes", "memory", "perplexity", "trainable")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -34,9 +34,17 @@ class Table:
     rows: list[Row]
     cells: list[list[Cell]]  # cells[row][metric]
     baseline: str | None
+    shared: list[str]  # overrides every row has: said once in the caption, not in every label
+
+    def label(self, row: Row) -> str:
+        """The row's overrides minus the shared ones, with its failed runs counted."""
+        text = " ".join(t for t in row.label.split() if t not in self.shared) or row.label
+        return f"{text} ({row.n_failed} failed)" if row.n_failed else text
 
     def caption(self) -> str:
         text = "Mean ± std over seeds (n completed runs per row). Bold: best in its column."
+        if self.shared:
+            text += f" Every row: {' '.join(self.shared)}."
         if self.baseline:
             text += (
                 f" †: differs from the baseline row ({self.baseline}) at p < {SIGNIFICANCE_LEVEL}, "
@@ -45,12 +53,29 @@ class Table:
         return text
 
 
+def shared_overrides(rows: list[Row]) -> list[str]:
+    """Overrides common to every row (none when there is a single row)."""
+    if len(rows) < 2:
+        return []
+    common = set.intersection(*(set(r.label.split()) for r in rows))
+    return [t for t in rows[0].label.split() if t in common]
+
+
+def find_baseline(rows: list[Row], baseline: str) -> Row:
+    """The row whose label is `baseline`, or the one row whose overrides include all of its."""
+    exact = [r for r in rows if r.label == baseline]
+    wanted = set(baseline.split())
+    matches = exact or [r for r in rows if wanted <= set(r.label.split())]
+    if len(matches) != 1:
+        labels = [r.label for r in rows]
+        found = "matches several rows" if matches else "not found"
+        raise ValueError(f"baseline row {baseline!r} {found}; rows are: {labels}")
+    return matches[0]
+
+
 def build_table(rows: list[Row], metrics: list[str], baseline: str | None = None) -> Table:
     """Summaries per row and metric, the best per column, and p-values against `baseline`."""
-    labels = [r.label for r in rows]
-    if baseline is not None and baseline not in labels:
-        raise ValueError(f"baseline row {baseline!r} not found; rows are: {labels}")
-    base = rows[labels.index(baseline)] if baseline else None
+    base = find_baseline(rows, baseline) if baseline else None
     cells = []
     for row in rows:
         line = []
@@ -65,7 +90,11 @@ def build_table(rows: list[Row], metrics: list[str], baseline: str | None = None
             best = min(means) if lower_is_better(metric) else max(means)
             for line in cells:
                 line[col].best = line[col].summary is not None and line[col].summary.mean == best
-    return Table(metrics=metrics, rows=rows, cells=cells, baseline=baseline)
+    baseline_label = None
+    shared = shared_overrides(rows)
+    if base is not None:
+        baseline_label = " ".join(t for t in base.label.split() if t not in shared) or base.label
+    return Table(metrics=metrics, rows=rows, cells=cells, baseline=baseline_label, shared=shared)
 
 
 def format_number(value: float) -> str:
@@ -83,19 +112,13 @@ def cell_text(cell: Cell, bold: tuple[str, str], pm: str, dagger: str) -> str:
     return text + (dagger if cell.significant else "")
 
 
-def row_label(row: Row) -> str:
-    if row.n_failed:
-        return f"{row.label} ({row.n_failed} failed)"
-    return row.label
-
-
 def to_markdown(table: Table) -> str:
     """A GitHub Markdown table, its caption, and the command behind each row."""
     header = ["configuration", "n", *table.metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for row, cells in zip(table.rows, table.cells, strict=True):
         texts = [cell_text(c, ("**", "**"), "±", " †") for c in cells]
-        lines.append("| " + " | ".join([row_label(row), str(len(row.completed)), *texts]) + " |")
+        lines.append("| " + " | ".join([table.label(row), str(len(row.completed)), *texts]) + " |")
     lines += ["", table.caption(), "", "Commands (add `-m seed=...` to repeat the seeds):", ""]
     lines += [f"- {row.label}: `{row.command}`" for row in table.rows]
     return "\n".join(lines) + "\n"
@@ -116,7 +139,7 @@ def to_latex(table: Table) -> str:
     body = []
     for row, cells in zip(table.rows, table.cells, strict=True):
         texts = [cell_text(c, (r"\textbf{", "}"), r"$\pm$", r"$^\dagger$") for c in cells]
-        body.append(" & ".join([latex_escape(row_label(row)), str(len(row.completed)), *texts]) + r" \\")
+        body.append(" & ".join([latex_escape(table.label(row)), str(len(row.completed)), *texts]) + r" \\")
     caption = latex_escape(table.caption()).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
     return (
         "\n".join(
