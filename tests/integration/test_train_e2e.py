@@ -77,6 +77,14 @@ def test_rank_sweep_headline_syntax_gives_three_runs(tmp_path):
     assert all(read_metrics(d)["status"] == "completed" for d in run_dirs)
     assert params[1] == 2 * params[0] and params[2] == 4 * params[0]
 
+    # The table's rank plot draws one line (lora) over the three ranks.
+    from tunelab.results.collect import collect_runs, group_rows
+    from tunelab.results.plots import plot_metric_vs_rank
+
+    png = tmp_path / "rank.png"
+    assert plot_metric_vs_rank(group_rows(collect_runs(sweep_dir)), "trainable_params", png)
+    assert png.stat().st_size > 1000
+
 
 def _logged_steps(run_dir: Path) -> list[int]:
     with (run_dir / "metrics.csv").open() as fh:
