@@ -59,6 +59,23 @@ def wrong_sum(a: int, b: int, rng: random.Random) -> str:
     return str(rng.choice(sorted(candidates)))
 
 
+def _wrong_arithmetic(ex: tasks.Example, rng: random.Random) -> str:
+    a, b = (int(x) for x in ex.raw_prompt.rstrip("=").split("+"))
+    return wrong_sum(a, b, rng)
+
+
+def _wrong_copy(ex: tasks.Example, rng: random.Random) -> str:
+    """The input text copied in the wrong direction: reversal's and repeat's commonest mistake."""
+    wrong = ex.answer[::-1]
+    if wrong == ex.answer:  # a palindrome: swap its first two characters instead
+        wrong = wrong[1] + wrong[0] + wrong[2:]
+    return wrong
+
+
+# A plausible wrong answer per task, for rejected completions.
+WRONG_ANSWERS = {"arithmetic": _wrong_arithmetic, "reverse": _wrong_copy, "repeat": _wrong_copy}
+
+
 def preference_records(task: str, split: str, size: int | None = None, seed: int = 0) -> list[dict]:
     """`{prompt, chosen, rejected}` pairs: chosen the right answer, rejected a plausible wrong one.
 
@@ -68,13 +85,7 @@ def preference_records(task: str, split: str, size: int | None = None, seed: int
     rng = random.Random(seed)
     records = []
     for ex in tasks.sample(task, split, size, seed):
-        if task == "arithmetic":
-            a, b = (int(x) for x in ex.raw_prompt.rstrip("=").split("+"))
-            rejected = wrong_sum(a, b, rng)
-        else:
-            rejected = ex.answer[::-1]  # the input word, copied instead of reversed
-            if rejected == ex.answer:  # a palindrome: swap its first two letters instead
-                rejected = rejected[1] + rejected[0] + rejected[2:]
+        rejected = WRONG_ANSWERS[task](ex, rng)
         # Both completions in the chat form SFT uses (a worked "12+34=46" where the task shows
         # its work): they differ only in the answer.
         shown = ex.completion[: len(ex.completion) - len(ex.answer)]
