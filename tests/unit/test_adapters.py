@@ -53,7 +53,7 @@ def bnb_unavailable_reason(bits: int) -> str | None:
 def galore8bit_unavailable_reason() -> str | None:
     from tunelab.adapters.galore import step_error
 
-    reason = step_error("galore_torch.GaLoreAdamW8bit")
+    reason = step_error("tunelab.adapters.galore.PortableGaLoreAdamW8bit")
     return f"galore-torch's 8-bit AdamW cannot step here: {reason}" if reason else None
 
 
@@ -367,6 +367,27 @@ def test_galore_optimizer_state_has_the_projected_rank():
         assert tuple(state["exp_avg_sq"].shape) == expected
 
 
+def test_galore8bit_keeps_projected_states_in_8_bits():
+    skip_if_no_bnb("galore8bit")
+    f = fit("galore8bit")
+    projected = {id(m.weight) for m in decoder_layers(f.model).modules() if isinstance(m, torch.nn.Linear)}
+    eight_bit = 0
+    for weight in (p for g in f.optimizer.param_groups for p in g["params"]):
+        state = f.optimizer.state[weight]
+        out_dim, *rest = weight.shape
+        if id(weight) in projected:
+            in_dim = rest[0]
+            expected = (out_dim, RANK) if out_dim >= in_dim else (RANK, in_dim)
+        else:
+            expected = tuple(weight.shape)
+        assert tuple(state["state1"].shape) == expected and tuple(state["state2"].shape) == expected
+        # bitsandbytes keeps tensors under 4096 elements (its min_8bit_size) in 32 bits
+        expected_dtype = torch.uint8 if state["state1"].numel() >= 4096 else torch.float32
+        assert state["state1"].dtype == state["state2"].dtype == expected_dtype
+        eight_bit += expected_dtype == torch.uint8
+    assert eight_bit > 0  # the embedding and head states at least
+
+
 def test_loraplus_gives_b_a_larger_learning_rate():
     f = fit("loraplus")
     lr, ratio = f.cfg.lr, f.cfg.adapter.lr_ratio
@@ -414,9 +435,10 @@ def test_senseless_combinations_are_config_errors(overrides, message):
         build_adapter(cfg.adapter)
 
 
-def test_galore8bit_refuses_clearly_where_bitsandbytes_cannot_step():
-    if galore8bit_unavailable_reason() is None:
-        pytest.skip("this machine can run galore-torch's 8-bit AdamW")
+def test_galore8bit_refuses_clearly_where_bitsandbytes_cannot_step(monkeypatch):
+    from tunelab.adapters import galore
+
+    monkeypatch.setattr(galore, "step_error", lambda optimizer: "RuntimeError: no kernel")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["adapter=galore8bit"])
     with pytest.raises(ConfigError, match=r"adapter=galore8bit .* cannot step on this machine"):

@@ -10,9 +10,12 @@ silently ignore the groups, so it is refused before training.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from galore_torch import GaLoreAdamW8bit
 from hydra.utils import get_class
 from torch import nn
 
@@ -35,7 +38,7 @@ class GaLoreAdapter(FullFineTune):
         proj_type: str = "std",
     ) -> None:
         super().__init__(name, lr)
-        if not optimizer.startswith("galore_torch."):
+        if not is_galore_optimizer(optimizer):
             raise ConfigError(
                 f"adapter={name} needs a GaLore optimizer (optimizer=galore_adamw or "
                 f"galore_adamw8bit), but optimizer.optimizer._target_={optimizer} would ignore "
@@ -47,8 +50,8 @@ class GaLoreAdapter(FullFineTune):
         if reason is not None:
             raise ConfigError(
                 f"adapter={name} (optimizer.optimizer._target_={optimizer}) cannot step on this "
-                f"machine: {reason}. galore-torch's 8-bit AdamW needs bitsandbytes' CUDA kernels; "
-                "use adapter=galore on CPU"
+                f"machine: {reason}. its 8-bit update needs bitsandbytes kernels for this device; "
+                "use adapter=galore instead"
             )
         self.galore = {
             "rank": rank,
@@ -65,6 +68,17 @@ class GaLoreAdapter(FullFineTune):
         return [{"params": plain}, {"params": low_rank, **self.galore}]
 
 
+def is_galore_optimizer(optimizer: str) -> bool:
+    """Whether the class named `optimizer` is one of galore-torch's (or derives from one)."""
+    import galore_torch
+
+    galore_classes = (galore_torch.GaLoreAdamW, galore_torch.GaLoreAdamW8bit, galore_torch.GaLoreAdafactor)
+    try:
+        return issubclass(get_class(optimizer), galore_classes)
+    except (ImportError, ValueError, TypeError):
+        return False
+
+
 def step_error(optimizer: str) -> str | None:
     """Why the optimizer class cannot take one GaLore step here (tried on a small weight), or None."""
     weight = nn.Parameter(torch.randn(64, 32, device="cuda" if torch.cuda.is_available() else "cpu"))
@@ -77,3 +91,30 @@ def step_error(optimizer: str) -> str | None:
     except Exception as err:  # any failure means: not on this machine
         return f"{type(err).__name__}: {err}"
     return None
+
+
+@contextmanager
+def _cuda_synchronize_is_noop() -> Iterator[None]:
+    """Make `torch.cuda.synchronize` a no-op for the duration (there is no stream to wait for)."""
+    original = torch.cuda.synchronize
+    torch.cuda.synchronize = lambda device=None: None
+    try:
+        yield
+    finally:
+        torch.cuda.synchronize = original
+
+
+class PortableGaLoreAdamW8bit(GaLoreAdamW8bit):
+    """galore-torch's 8-bit AdamW, steppable without CUDA.
+
+    Its `step` calls `torch.cuda.synchronize()` after every update, which raises on a CPU-only
+    torch although bitsandbytes (>= 0.49) has CPU kernels for the block-wise 8-bit update itself.
+    On CUDA this is exactly galore-torch's step.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if torch.cuda.is_available():
+            return super().step(closure)
+        with _cuda_synchronize_is_noop():
+            return super().step(closure)
