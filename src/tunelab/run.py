@@ -14,17 +14,20 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import evaluate
+from tunelab.faults import fault_callbacks
 from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -52,13 +55,40 @@ def peak_memory() -> dict[str, Any]:
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
-    """The checkpoint to resume from: `resume=true` means this run dir's last.ckpt."""
+    """The checkpoint to resume from: `resume=true` means this run dir's last.ckpt, `auto` the same
+    when it exists (a requeued job), else a fresh start."""
     if cfg.resume in (None, False):
         return None
-    path = out_dir / CHECKPOINT_DIR / "last.ckpt" if cfg.resume is True else Path(cfg.resume)
+    last = out_dir / CHECKPOINT_DIR / "last.ckpt"
+    if cfg.resume == "auto":
+        return str(last) if last.is_file() else None
+    path = last if cfg.resume is True else Path(cfg.resume)
     if not path.is_file():
         raise ConfigError(f"resume={cfg.resume!r}: no checkpoint at {path}")
     return str(path)
+
+
+# Keys that may change between a run and its resumption: they do not change what is trained.
+RESUME_MAY_CHANGE = {
+    "resume", "resume_force", "preemption", "faults", "eval", "logger", "checkpoint_every", "name",
+    "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+}  # fmt: skip
+
+
+def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
+    """Stop a resume whose training config differs from the one that wrote the checkpoint."""
+    previous_file = ckpt_path.parent.parent / "config.yaml"
+    if cfg.resume_force or not previous_file.is_file():
+        return
+    previous = OmegaConf.to_container(OmegaConf.load(previous_file), resolve=True)
+    changed = previous_config_diff(previous, OmegaConf.to_container(cfg, resolve=True), RESUME_MAY_CHANGE)
+    if changed:
+        raise ConfigError(
+            f"resume={cfg.resume!r}: the config changed since {ckpt_path} was written "
+            f"(compared with {previous_file}): "
+            + "; ".join(changed)
+            + ". Resume with the same config, or pass resume_force=true"
+        )
 
 
 def job_overrides() -> list[str]:
@@ -85,10 +115,22 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
     )
     guards = TrainingGuards(**cfg.guards)
     callbacks = [checkpoint, guards, *(extra_callbacks or [])]
-    return instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
+    checkpoint_io = AtomicCheckpointIO(cfg.faults.kill_while_saving_at_step)
+    return instantiate(
+        cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir, plugins=[checkpoint_io]
+    )
 
 
-def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> list[Callback]:
+    """Exact-resume state, the preemption handler and any configured fault injection."""
+    callbacks: list[Callback] = [ResumeState(data_sha256, force=cfg.resume_force)]
+    if cfg.preemption.signal:
+        last = out_dir / CHECKPOINT_DIR / "last.ckpt"
+        callbacks.append(PreemptionCheckpoint(cfg.preemption.signal, last))
+    return callbacks + fault_callbacks(**cfg.faults)
+
+
+def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
     L.seed_everything(cfg.seed, workers=True)
     data = instantiate(cfg.data)
@@ -100,7 +142,6 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         )
     adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
-    ckpt_path = resume_checkpoint(cfg, out_dir)
 
     loaded = instantiate(cfg.model)
     tokenizer = loaded.tokenizer
@@ -118,14 +159,21 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     module = TuneLabModule(
         model,
         objective,
-        optimizer=instantiate(cfg.optimizer.optimizer),
+        # plain lists, not ListConfig, in the param groups: checkpoints load with weights_only
+        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=adapter.param_groups,
     )
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
+    reliability = reliability_callbacks(cfg, out_dir, data_fingerprint(data.train_examples))
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=[*adapter.callbacks(), *reliability])
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
+    metrics["resumed_from_step"] = reliability[0].resumed_from_step
+    preempted = [c.preempted_at_step for c in reliability if isinstance(c, PreemptionCheckpoint)]
+    if preempted and preempted[0] is not None:
+        requeue = requeue_slurm_job()
+        return metrics | {"status": "preempted", "preempted_at_step": preempted[0], "requeue": requeue}
 
     if cfg.eval.after:
         metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", samples)
@@ -159,7 +207,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     metrics: dict[str, Any] = {
         "status": "running",
         "objective": cfg.objective.name,
@@ -169,10 +216,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "command": command_line(),
         "overrides": job_overrides(),
     }
-    write_json_atomic(out_dir / "metrics.json", metrics)
     try:
-        metrics |= fit_and_measure(cfg, out_dir)
-        metrics["status"] = "completed"
+        ckpt_path = resume_checkpoint(cfg, out_dir)
+        if ckpt_path is not None:  # before config.yaml is replaced: it describes the checkpoint
+            refuse_changed_config(cfg, Path(ckpt_path))
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        result = fit_and_measure(cfg, out_dir, ckpt_path)
+        metrics |= result
+        metrics["status"] = result.get("status", "completed")  # or "preempted": requeued to resume
     except BaseException as err:
         metrics |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         raise

@@ -16,12 +16,17 @@ from typing import Any
 
 import torch
 from galore_torch import GaLoreAdamW8bit
+from galore_torch.galore_projector import GaLoreProjector
 from hydra.utils import get_class
 from torch import nn
 
 from tunelab.adapters.base import decoder_layers
 from tunelab.adapters.full import FullFineTune
 from tunelab.config import ConfigError
+
+# The optimizer state holds each weight's projector (its projection matrix and settings, plain
+# data): allow it through the weights_only unpickler so a GaLore run resumes exactly.
+torch.serialization.add_safe_globals([GaLoreProjector])
 
 
 class GaLoreAdapter(FullFineTune):

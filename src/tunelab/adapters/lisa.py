@@ -35,12 +35,17 @@ class LisaSampler:
             raise ConfigError(
                 f"adapter.active_layers={self.active_layers}: the model has {len(layers)} layers"
             )
-        layers.requires_grad_(False)
         chosen = sorted(torch.randperm(len(layers), generator=self.generator)[: self.active_layers].tolist())
+        self.activate(model, chosen)
+        return chosen
+
+    def activate(self, model: nn.Module, chosen: list[int]) -> None:
+        """Freeze every block but the `chosen` ones; record the period's blocks."""
+        layers = decoder_layers(model)
+        layers.requires_grad_(False)
         for index in chosen:
             layers[index].requires_grad_(True)
         self.history.append(chosen)
-        return chosen
 
 
 class LisaCallback(Callback):
@@ -49,6 +54,20 @@ class LisaCallback(Callback):
     def __init__(self, sampler: LisaSampler, interval: int) -> None:
         self.sampler = sampler
         self.interval = interval
+        self._restored: list[int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        # A resumed run must continue the same period with the same blocks and the same later draws.
+        return {"generator": self.sampler.generator.get_state(), "active": self.sampler.history[-1]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.sampler.generator.set_state(state_dict["generator"])
+        self._restored = list(state_dict["active"])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored is not None:
+            self.sampler.activate(pl_module.model, self._restored)
+            self._restored = None
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.data.collate import pad_batch
+from tunelab.resume import ResumableSampler
 
 
 class TokenizedDataModule(L.LightningDataModule):
@@ -50,11 +51,12 @@ class TokenizedDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.tokenizer is None:
             raise RuntimeError("attach_tokenizer() must run before training")
-        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             self.train_examples,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
+            # Each epoch's order from (seed, epoch) alone, so a resumed run can start mid-epoch.
+            sampler=ResumableSampler(len(self.train_examples), self.seed),
+            # The loader's own seed draw must not consume the global RNG that resume restores.
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(pad_batch, pad_id=self.tokenizer.pad_token_id),
         )

@@ -19,6 +19,7 @@ from tunelab.data.chat import ROLES, render_ids
 from tunelab.data.collate import pad_batch
 from tunelab.data.sources import DataError, read_records
 from tunelab.objectives.base import IGNORE_INDEX
+from tunelab.resume import ResumableSampler
 
 Messages = list[dict[str, str]]
 
@@ -160,7 +161,8 @@ class PreferenceDataModule(TokenizedDataModule):
         return DataLoader(
             examples,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            # Resumable mid-epoch: see tunelab.resume
+            sampler=ResumableSampler(len(examples), self.seed) if shuffle else None,
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, max_length=self.max_length),
         )
