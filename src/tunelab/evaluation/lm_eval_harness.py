@@ -54,12 +54,16 @@ def metric_name(key: str) -> str:
 
 
 def flatten_results(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """`{task: {metric: value}}` from simple_evaluate's results (groups included); stderr dropped, `n` items."""
+    """`{task: {metric: value}}` from simple_evaluate's results (groups included).
+
+    Stderr entries are dropped (bootstrap is off); `n` is the number of items scored.
+    """
     scores: dict[str, dict[str, float]] = {}
     for task, values in results.get("results", {}).items():
         for key, value in values.items():
             name = metric_name(key)
-            if "stderr" in name or name == "sample_len" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or "stderr" in name or name == "sample_len":
                 continue
             scores.setdefault(task, {})[name] = float(value)
         if task in results.get("n-samples", {}):
@@ -117,6 +121,7 @@ class LmEvalTasks:
             os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from lm_eval import simple_evaluate
+
         # lm-eval logs every request batch at INFO; keep the run's log readable.
         logging.getLogger("lm_eval").setLevel(max(logging.getLogger("lm_eval").level, logging.WARNING))
         from lm_eval.models.huggingface import HFLM

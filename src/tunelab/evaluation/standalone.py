@@ -84,7 +84,8 @@ def evaluate_only(cfg: DictConfig) -> dict[str, Any]:
         **described,
     }
     try:
-        metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", out_dir / "samples.jsonl")
+        samples = out_dir / "samples.jsonl"
+        metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", samples)
         metrics["status"] = "completed"
     except BaseException as err:
         metrics |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
