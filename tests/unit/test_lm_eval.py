@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from peft import LoraConfig, get_peft_model
 
@@ -83,7 +83,8 @@ def test_multiple_choice_loglikelihoods_equal_hand_ones(lora_model):
     result = LmEvalTasks(tasks=["tiny_arithmetic_mc"], limit=3, num_fewshot=0).run(model, tokenizer, 4)
     assert model.training
     model.eval()
-    for i, (ex, sample) in enumerate(zip(tasks.load_split("arithmetic", "test"), result["samples"])):
+    items = tasks.load_split("arithmetic", "test")[:3]
+    for i, (ex, sample) in enumerate(zip(items, result["samples"], strict=True)):
         choices, _ = sum_choices(ex.raw_prompt, seed=i)
         context = f"<|user|>{ex.prompt}<|end|><|assistant|>{ex.raw_prompt}"
         assert sample["prompt"] == context
@@ -107,7 +108,7 @@ def test_few_shot_examples_come_from_train_and_precede_the_question(lora_model):
     model, tokenizer = lora_model
     result = LmEvalTasks(tasks=["tiny_arithmetic"], limit=2, num_fewshot=2).run(model, tokenizer, 2)
     train_questions = {ex.prompt for ex in tasks.load_split("arithmetic", "train")[:200]}
-    for ex, sample in zip(tasks.load_split("arithmetic", "test"), result["samples"]):
+    for ex, sample in zip(tasks.load_split("arithmetic", "test")[:2], result["samples"], strict=True):
         turns = sample["prompt"].split("<|user|>")[1:]
         assert len(turns) == 3 and turns[-1] == f"{ex.prompt}<|end|><|assistant|>"
         for shot in turns[:2]:
