@@ -56,9 +56,16 @@ def load_model(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any]]:
         "objective": run_cfg.objective.name,
         "source_run": str(run_dir.resolve()),
         # The trained configuration's label, plus whatever this command changed (its eval).
-        "overrides": [*run_metrics.get("overrides", []), *own_overrides()],
+        "overrides": merge_overrides(run_metrics.get("overrides", []), own_overrides()),
     }
     return model, loaded.tokenizer, described
+
+
+def merge_overrides(first: list[str], then: list[str]) -> list[str]:
+    """`first` with `then` applied: a key set by both keeps its value from `then`."""
+    merged = {o.split("=")[0]: o for o in first}
+    merged |= {o.split("=")[0]: o for o in then}
+    return list(merged.values())
 
 
 def own_overrides() -> list[str]:
