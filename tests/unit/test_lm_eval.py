@@ -156,3 +156,17 @@ def test_shipped_task_files_are_package_data():
     )
     for name in files:
         assert any(fnmatch(name, pat) for pat in patterns["tunelab"]), name
+
+
+def test_hub_offline_refuses_requests_inside_and_restores_after():
+    import huggingface_hub
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from tunelab.evaluation.lm_eval_harness import hub_offline
+
+    before = huggingface_hub.constants.HF_HUB_OFFLINE
+    with hub_offline():
+        assert huggingface_hub.is_offline_mode()
+        with pytest.raises(OfflineModeIsEnabled):
+            huggingface_hub.HfApi().model_info("gpt2")
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is before

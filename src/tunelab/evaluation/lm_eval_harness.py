@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -45,6 +47,39 @@ def resolve_tasks(names: list[str], include_path: list[str]):
             f"{sorted(local.all_tasks)}, or any lm-eval task name (e.g. arc_easy, needs the hub)"
         )
     return manager
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Refuse every Hugging Face hub request inside the block, then restore the previous mode.
+
+    huggingface_hub and datasets read HF_HUB_OFFLINE / HF_DATASETS_OFFLINE once, at import, so
+    their module constants are switched too; restoring them keeps a later job of a sweep free to
+    load a hub model.
+    """
+    import datasets.config
+    import huggingface_hub.constants
+
+    switches = [
+        (huggingface_hub.constants, "HF_HUB_OFFLINE"),
+        (datasets.config, "HF_HUB_OFFLINE"),
+        (datasets.config, "HF_DATASETS_OFFLINE"),
+    ]
+    saved = [getattr(module, name) for module, name in switches]
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    try:
+        for module, name in switches:
+            setattr(module, name, True)
+        os.environ.update(dict.fromkeys(saved_env, "1"))
+        yield
+    finally:
+        for (module, name), value in zip(switches, saved, strict=True):
+            setattr(module, name, value)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def metric_name(key: str) -> str:
@@ -117,9 +152,10 @@ class LmEvalTasks:
 
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"tasks": {task: {metric: value}}, "samples": [...]}` for the configured tasks."""
-        if self.offline:  # before lm-eval/datasets import: they read these once
-            os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with hub_offline() if self.offline else nullcontext():
+            return self._run(model, tokenizer, batch_size)
+
+    def _run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         from lm_eval import simple_evaluate
 
         # lm-eval logs every request batch at INFO; keep the run's log readable.
