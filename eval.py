@@ -1,6 +1,7 @@
 """tunelab evaluation without training: `python eval.py [run_dir=results/...] [eval=...]`."""
 
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -9,6 +10,7 @@ os.environ.setdefault("TUNELAB_ROOT", str(ROOT))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from tunelab.cli import hoist_multirun_flag  # noqa: E402
 from tunelab.evaluation.standalone import evaluate_only  # noqa: E402
 
 
@@ -19,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = hoist_multirun_flag(sys.argv)
     main()
