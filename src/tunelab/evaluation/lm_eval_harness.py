@@ -149,6 +149,8 @@ class LmEvalTasks:
             raise ConfigError("eval lm-eval entry: `tasks` is empty; name at least one lm-eval task")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise ConfigError(f"eval lm-eval num_fewshot={self.num_fewshot}: expected >= 0 or null")
+        # Unknown task names stop the run here, before the model loads.
+        self.manager = resolve_tasks(self.tasks, self.include_path)
 
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"tasks": {task: {metric: value}}, "samples": [...]}` for the configured tasks."""
@@ -162,7 +164,6 @@ class LmEvalTasks:
         logging.getLogger("lm_eval").setLevel(max(logging.getLogger("lm_eval").level, logging.WARNING))
         from lm_eval.models.huggingface import HFLM
 
-        manager = resolve_tasks(self.tasks, self.include_path)
         size = self.batch_size or batch_size
         was_training = model.training
         try:  # HFLM puts the model in eval mode; training resumes in train mode
@@ -172,7 +173,7 @@ class LmEvalTasks:
                 tasks=self.tasks,
                 num_fewshot=self.num_fewshot,
                 limit=self.limit,
-                task_manager=manager,
+                task_manager=self.manager,
                 apply_chat_template=self.apply_chat_template,
                 bootstrap_iters=0,  # stderr by bootstrap costs minutes; seeds give the spread
                 log_samples=True,
