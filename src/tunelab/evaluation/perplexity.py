@@ -54,6 +54,8 @@ def token_nll(
                 max_length=max_length,
             ).to(device)
             logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            # Prompt tuning prepends virtual tokens' positions: the text's are the last ones.
+            logits = logits[:, -enc["input_ids"].shape[1] :]
             logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             targets = enc["input_ids"][:, 1:]
             mask = enc["attention_mask"][:, 1:].bool()
