@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
 from tunelab.evaluation.preference import evaluate_preferences
-from tunelab.evaluation.runner import evaluate
+from tunelab.evaluation.runner import deltas, evaluate
 from tunelab.faults import fault_callbacks
 from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
@@ -178,6 +178,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     if cfg.eval.after:
         metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", samples)
         metrics |= evaluate_preferences(objective, model, data, "eval", module.reference)
+        metrics |= deltas(metrics)  # delta/<task>/<metric>: after - before
     artifact = adapter.save(model, out_dir)
     tokenizer.save_pretrained(artifact)
     metrics |= objective.save_artifacts(model, tokenizer, out_dir)

@@ -22,15 +22,36 @@ def evaluate(
     prefix: str,
     samples_path: Path | None = None,
 ) -> dict[str, float]:
-    """`{f"{prefix}/{task}/{metric}": value}` for every task; samples appended as JSON lines."""
+    """`{f"{prefix}/{task}/{metric}": value}` for every task; samples appended as JSON lines.
+
+    An entry that scores several tasks (lm-eval) returns them as `{"tasks": {task: {metric: v}}}`;
+    they are keyed by their own task names.
+    """
     scores: dict[str, float] = {}
     for name, task in eval_tasks.items():
         result = task.run(model, tokenizer, batch_size)
         for metric, value in result.items():
             if isinstance(value, (int, float)):
                 scores[f"{prefix}/{name}/{metric}"] = value
+        for sub_task, metrics in result.get("tasks", {}).items():
+            scores |= {f"{prefix}/{sub_task}/{metric}": value for metric, value in metrics.items()}
         if samples_path is not None:
             with samples_path.open("a") as fh:
                 for sample in result.get("samples", []):
                     fh.write(json.dumps({"phase": prefix, "task": name, **sample}) + "\n")
     return scores
+
+
+def deltas(metrics: dict, before: str = "baseline", after: str = "eval") -> dict[str, float]:
+    """`delta/<task>/<metric>` = after - before for every score both phases have.
+
+    Scores are floats; integer entries are counts (items, tokens) and get no delta.
+    """
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not key.startswith(f"{after}/"):
+            continue
+        base = metrics.get(f"{before}/{key[len(after) + 1 :]}")
+        if isinstance(value, float) and isinstance(base, float):
+            out[f"delta/{key[len(after) + 1 :]}"] = value - base
+    return out

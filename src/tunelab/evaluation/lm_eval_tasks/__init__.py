@@ -1,0 +1,1 @@
+"""lm-eval task YAMLs of the tiny world and the offline datasets they name (package data)."""
