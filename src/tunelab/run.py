@@ -19,12 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
+from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import evaluate
 from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.neftune import neftune_callbacks
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -91,7 +93,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
 def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
     L.seed_everything(cfg.seed, workers=True)
-    data = instantiate(cfg.data)
+    data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
     objective = instantiate(cfg.objective)
     if objective.batch_kind != data.batch_kind:
         raise ConfigError(
@@ -99,6 +101,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"'{data.batch_kind}': choose a matching data config"
         )
     adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
+    neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     ckpt_path = resume_checkpoint(cfg, out_dir)
 
@@ -122,7 +125,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=adapter.param_groups,
     )
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=[*adapter.callbacks(), *neftune])
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
@@ -143,7 +146,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "train_steps": trainer.global_step,
         "train_tokens": tokens,
         "train_tokens_per_sec": tokens / module.fit_seconds if module.fit_seconds else 0.0,
-        "train_examples_truncated": data.truncated,
+        **data.report(),  # examples, truncated examples/tokens, data/removed/<filter>, replay
         "zero_token_batches": sum(
             c.zero_token_batches for c in trainer.callbacks if isinstance(c, TrainingGuards)
         ),
