@@ -32,7 +32,10 @@ CHAT = [
                 {"from": "gpt", "value": "ok"},
             ]
         },
-        {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "ok"}], "system": "Be brief."},
+        {
+            "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "ok"}],
+            "system": "Be brief.",
+        },
         {"instruction": "hi", "input": "", "output": "ok", "system": "Be brief."},
         {"system_prompt": "Be brief.", "question": "hi", "response": "ok"},
         {"prompt": "hi", "completion": "ok", "system": "Be brief."},
@@ -64,7 +67,7 @@ MALFORMED = [
     (
         {"messages": [{"role": "bot", "content": "x"}]},
         "auto",
-        r": record 2: field 'messages\[0\]\.role': expected one of \('system', 'user', 'assistant'\), got 'bot'",
+        r": record 2: field 'messages\[0\]\.role': expected one of \('system', 'user', 'assist.*got 'bot'",
     ),
     (
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}]},
@@ -87,8 +90,16 @@ MALFORMED = [
         r": record 2: field 'conversations\[0\]\.value': expected a string, got NoneType",
     ),
     ({"instruction": "x"}, "auto", r": record 2: missing field 'output' \(expected a string\)"),
-    ({"instruction": "x", "input": 3, "output": "y"}, "auto", r": record 2: field 'input': expected a string, got int"),
-    ({"question": "q", "response": ["a"]}, "auto", r": record 2: field 'response': expected a string, got list"),
+    (
+        {"instruction": "x", "input": 3, "output": "y"},
+        "auto",
+        r": record 2: field 'input': expected a string, got int",
+    ),
+    (
+        {"question": "q", "response": ["a"]},
+        "auto",
+        r": record 2: field 'response': expected a string, got list",
+    ),
     ({"prompt": "p"}, "auto", r": record 2: missing field 'completion'"),
     ({"messages": CHAT}, "alpaca", r": record 0: missing field 'instruction'"),  # every record is alpaca
     (
@@ -124,7 +135,10 @@ def test_invalid_json_names_the_line(tmp_path):
 def test_local_files_of_every_type_read_the_same_records(tmp_path, suffix):
     import datasets
 
-    rows = [{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": "d", "output": "e"}]
+    rows = [
+        {"instruction": "a", "input": "", "output": "b"},
+        {"instruction": "c", "input": "d", "output": "e"},
+    ]
     path = tmp_path / f"data.{suffix}"
     if suffix == "json":
         path.write_text(json.dumps(rows))
@@ -200,5 +214,5 @@ def test_a_template_that_rewrites_earlier_turns_is_refused_for_completion_only(t
     # Renders only the last message: a prefix of the chat is not a prefix of its rendering.
     last_only = "{{ messages[-1]['content'] }}{% if add_generation_prompt %}>{% endif %}"
     module = SFTDataModule([{"prompt": "hi", "completion": "ok"}], chat_template=last_only)
-    with pytest.raises(DataError, match="does not render turns 0..0 .* as a prefix of the whole chat"):
+    with pytest.raises(DataError, match=r"does not render turns 0\.\.0 .* as a prefix of the whole chat"):
         module.attach_tokenizer(AutoTokenizer.from_pretrained(tiny_model_dir))
