@@ -22,6 +22,13 @@ from tunelab.data.text import pack_blocks
 Example = dict[str, list[int]]
 
 
+def task_chats(tasks: list[str], size: int, seed: int = 0) -> list[dict]:
+    """`size` chats of each tiny-world task's train split: a replay pool of other skills."""
+    from tunelab.world.records import chat_records
+
+    return [r for task in tasks for r in chat_records(task, "train", size, seed)]
+
+
 def replay_count(fraction: float, n_task: int) -> int:
     """Replay examples to add to `n_task` task examples so that they make up `fraction` of all."""
     return round(fraction * n_task / (1.0 - fraction))
