@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
 
+from tests.conftest import ROOT
 from tunelab.config import ConfigError
+from tunelab.data.base import build_data
 from tunelab.data.replay import Replay, replay_count
 from tunelab.data.sft import SFTDataModule
 from tunelab.data.sources import DataError
@@ -93,3 +96,19 @@ def test_replay_factory_is_not_called_when_off():
 def test_bad_replay_settings(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+@pytest.mark.parametrize("pool", sorted(p.stem for p in (ROOT / "conf" / "data" / "replay").glob("*.yaml")))
+def test_every_replay_pool_composes_and_fills_its_share(tiny_model_dir, pool):
+    overrides = [
+        f"data/replay={pool}",
+        "data.replay.fraction=0.2",
+        "data.replay.records.size=50",
+        "data.train.size=80",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    module = build_data(cfg.data)
+    module.attach_tokenizer(AutoTokenizer.from_pretrained(tiny_model_dir))
+    assert module.report()["train_examples_replay"] == 20  # 0.2 * 80 / 0.8
+    assert len(module.train_examples) == 100
