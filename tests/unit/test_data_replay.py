@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
@@ -99,13 +101,16 @@ def test_bad_replay_settings(make, error, message):
 
 
 @pytest.mark.parametrize("pool", sorted(p.stem for p in (ROOT / "conf" / "data" / "replay").glob("*.yaml")))
-def test_every_replay_pool_composes_and_fills_its_share(tiny_model_dir, pool):
-    overrides = [
+def test_every_replay_pool_composes_and_fills_its_share(tiny_model_dir, tmp_path, pool):
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"text": f"some general text {i}" * 3}) + "\n" for i in range(40)))
+    overrides = [f"data.replay.records.path={general}"] if pool == "file" else []
+    overrides += [
         f"data/replay={pool}",
         "data.replay.fraction=0.2",
-        "data.replay.records.size=50",
         "data.train.size=80",
     ]
+    overrides += [] if pool == "file" else ["data.replay.records.size=50"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     module = build_data(cfg.data)
