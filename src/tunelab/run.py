@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import build_adapter, count_parameters
 from tunelab.config import ConfigError
+from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import deltas, evaluate
 from tunelab.faults import fault_callbacks
@@ -26,6 +27,7 @@ from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.neftune import neftune_callbacks
 from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
 from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
 
@@ -133,7 +135,7 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> l
 def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
     L.seed_everything(cfg.seed, workers=True)
-    data = instantiate(cfg.data)
+    data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
     objective = instantiate(cfg.objective)
     if objective.batch_kind != data.batch_kind:
         raise ConfigError(
@@ -141,6 +143,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
             f"'{data.batch_kind}': choose a matching data config"
         )
     adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
+    neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
 
     loaded = instantiate(cfg.model)
@@ -165,7 +168,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         param_groups=adapter.param_groups,
     )
     reliability = reliability_callbacks(cfg, out_dir, data_fingerprint(data.train_examples))
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=[*adapter.callbacks(), *reliability])
+    callbacks = [*adapter.callbacks(), *neftune, *reliability]
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=callbacks)
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
@@ -192,7 +196,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         "train_steps": trainer.global_step,
         "train_tokens": tokens,
         "train_tokens_per_sec": tokens / module.fit_seconds if module.fit_seconds else 0.0,
-        "train_examples_truncated": data.truncated,
+        **data.report(),  # examples, truncated examples/tokens, data/removed/<filter>, replay
         "zero_token_batches": sum(
             c.zero_token_batches for c in trainer.callbacks if isinstance(c, TrainingGuards)
         ),

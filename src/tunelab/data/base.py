@@ -2,34 +2,74 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.config import ConfigError
 from tunelab.data.collate import pad_batch
+from tunelab.data.selection import Filter, View, select
+from tunelab.data.sources import DataError
 from tunelab.resume import ResumableSampler
 
 
 class TokenizedDataModule(L.LightningDataModule):
     """Holds validated records; tokenizes them once the model's tokenizer is attached.
 
-    Records are validated in `__init__` so that bad data stops the run before the model loads.
+    Records are validated in `__init__` so that bad data stops the run before the model loads;
+    `selection` (name -> filter, see `tunelab.data.selection`) then drops records in that order.
     """
 
     batch_kind = "sft"
 
-    def __init__(self, train: list[dict], batch_size: int = 8, max_length: int = 512, seed: int = 0):
+    def __init__(
+        self,
+        train: list[dict],
+        batch_size: int = 8,
+        max_length: int = 512,
+        seed: int = 0,
+        selection: Mapping[str, Filter | None] | None = None,
+    ):
         super().__init__()
         self.batch_size = batch_size
         self.max_length = max_length
         self.seed = seed
         self.records = self.validate(list(train))
+        self.removed: dict[str, int] = {}
+        filters = {name: f for name, f in (selection or {}).items() if f is not None}
+        if filters:
+            views = [self.view(r) for r in self.records]
+            self.records, self.removed = select(self.records, views, filters)
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.train_examples: list[dict[str, list[int]]] = []
-        self.truncated = 0
+        self.truncated = 0  # examples cut to max_length
+        self.truncated_tokens = 0  # tokens those cuts dropped
+
+    def count_truncation(self, length: int) -> None:
+        """Count an example of `length` tokens that `max_length` cuts, and the tokens it loses."""
+        if length > self.max_length:
+            self.truncated += 1
+            self.truncated_tokens += length - self.max_length
+
+    def view(self, record: dict) -> View:
+        """The prompt and response text of a validated record, for selection filters."""
+        raise ConfigError(f"data.selection: {type(self).__name__} records cannot be filtered")
+
+    def report(self) -> dict[str, Any]:
+        """What the data side did, for metrics.json: examples, truncation, selection removals."""
+        out: dict[str, Any] = {
+            "train_examples": len(self.train_examples),
+            "train_examples_truncated": self.truncated,
+            "train_tokens_truncated": self.truncated_tokens,
+        }
+        return out | {f"data/removed/{name}": n for name, n in self.removed.items()}
 
     def validate(self, records: list[dict]) -> list[dict]:
         """Check every record's fields; raise DataError naming the first bad record."""
@@ -60,3 +100,17 @@ class TokenizedDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(pad_batch, pad_id=self.tokenizer.pad_token_id),
         )
+
+
+def build_data(node: Any) -> TokenizedDataModule:
+    """Instantiate `cfg.data`, re-raising a DataError or ConfigError from any nested constructor
+    as itself: Hydra wraps each in InstantiationException, which buries the one clear message."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, (DataError, ConfigError)):
+            raise cause from None
+        raise

@@ -6,35 +6,17 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.data.formats import ROLES, to_messages
 from tunelab.data.sources import DataError
 from tunelab.objectives.base import IGNORE_INDEX
 
-ROLES = ("system", "user", "assistant")
-
-
-def to_messages(record: dict, where: str) -> list[dict[str, str]]:
-    """Chat messages of a record: `messages`, or `prompt` + `completion` as a two-turn chat."""
-    if "messages" in record:
-        messages = record["messages"]
-    elif "prompt" in record and "completion" in record:
-        messages = [
-            {"role": "user", "content": record["prompt"]},
-            {"role": "assistant", "content": record["completion"]},
-        ]
-    else:
-        raise DataError(f"{where}: expected a 'messages' list or 'prompt' and 'completion' fields")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise DataError(f"{where}: messages[{i}].role must be one of {ROLES}")
-        if not isinstance(message.get("content"), str):
-            raise DataError(f"{where}: messages[{i}].content must be a string")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise DataError(f"{where}: no assistant message to learn from")
-    return messages
+__all__ = ["ROLES", "render_ids", "to_messages", "tokenize_chat"]
 
 
 def render_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict], prompt: bool) -> list[int]:
     """Token ids of the chat template applied to `messages` (with a generation prompt if asked)."""
+    if not tokenizer.chat_template:
+        raise DataError("the tokenizer has no chat template: set data.chat_template (a Jinja string or file)")
     text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=prompt)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -57,7 +39,14 @@ def tokenize_chat(
     for turn, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(render_ids(tokenizer, messages[:turn], prompt=True))
+        prompt = render_ids(tokenizer, messages[:turn], prompt=True)
+        if ids[: len(prompt)] != prompt:  # the masks would be wrong; say so instead
+            raise DataError(
+                f"the chat template does not render turns 0..{turn - 1} (with a generation prompt) as a "
+                "prefix of the whole chat: completion-only labels need that; set data.completion_only=false "
+                "or data.chat_template"
+            )
+        start = len(prompt)
         end = len(render_ids(tokenizer, messages[: turn + 1], prompt=False))
         labels[start:end] = ids[start:end]
     return ids, labels

@@ -143,7 +143,7 @@ class PreferenceDataModule(TokenizedDataModule):
         for r in records:
             prompt, chosen = split_ids(self.tokenizer, r["prompt"], r["chosen"])
             _, rejected = split_ids(self.tokenizer, r["prompt"], r["rejected"])
-            self.truncated += len(prompt) + max(len(chosen), len(rejected)) > self.max_length
+            self.count_truncation(len(prompt) + max(len(chosen), len(rejected)))
             examples.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
         return examples
 
@@ -194,7 +194,7 @@ class UnpairedDataModule(PreferenceDataModule):
         examples = []
         for r in records:
             prompt, completion = split_ids(self.tokenizer, r["prompt"], r["completion"])
-            self.truncated += len(prompt) + len(completion) > self.max_length
+            self.count_truncation(len(prompt) + len(completion))
             examples.append({"prompt": prompt, "completion": completion, "label": r["label"]})
         return examples
 

@@ -1,4 +1,8 @@
-"""Read data records from local files (json, jsonl, parquet, csv) or HF dataset names."""
+"""Read data records from local files (json, jsonl, parquet, csv, txt) or HF dataset names.
+
+A .txt file is plain text for continued pretraining: one `{"text"}` record per paragraph
+(blank-line separated), as the `datasets` text builder reads it with `sample_by="paragraph"`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 from tunelab.config import ConfigError
 
-LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 class DataError(ValueError):
@@ -51,7 +55,9 @@ def read_records(path: str, split: str = "train", limit: int | None = None) -> l
     elif file.suffix in LOCAL_FORMATS:
         import datasets
 
-        records = list(datasets.load_dataset(LOCAL_FORMATS[file.suffix], data_files=str(file))["train"])
+        options = {"sample_by": "paragraph"} if file.suffix == ".txt" else {}
+        loaded = datasets.load_dataset(LOCAL_FORMATS[file.suffix], data_files=str(file), **options)
+        records = list(loaded["train"])
     elif file.exists():
         raise ConfigError(f"{path}: unsupported data file type; expected {sorted(LOCAL_FORMATS)}")
     else:
