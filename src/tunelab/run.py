@@ -17,7 +17,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.adapters.base import build_adapter, count_parameters
+from tunelab import compat
+from tunelab.adapters.base import count_parameters
 from tunelab.config import ConfigError
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import evaluate
@@ -25,6 +26,8 @@ from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.precision import build_adapter_for, enable_gradient_checkpointing
+from tunelab.strategies import gather_full_model, is_primary_process
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -91,6 +94,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
 def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
     L.seed_everything(cfg.seed, workers=True)
+    compat.check(cfg)  # precision x quantization x adapter x optimizer x strategy x this machine
     data = instantiate(cfg.data)
     objective = instantiate(cfg.objective)
     if objective.batch_kind != data.batch_kind:
@@ -98,7 +102,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"objective needs '{objective.batch_kind}' batches but data={cfg.data._target_} gives "
             f"'{data.batch_kind}': choose a matching data config"
         )
-    adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
+    adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     ckpt_path = resume_checkpoint(cfg, out_dir)
 
@@ -107,12 +111,14 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     data.attach_tokenizer(tokenizer)
     samples = out_dir / "samples.jsonl"
     metrics: dict[str, Any] = {}
-    if cfg.eval.before:
+    if cfg.eval.before and is_primary_process():
         metrics |= evaluate(loaded.model, tokenizer, eval_tasks, cfg.eval.batch_size, "baseline", samples)
 
+    if cfg.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(loaded.model)
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
-    if cfg.eval.before:  # held-out preference pairs (data that has them), scored at step 0
+    if cfg.eval.before and is_primary_process():  # held-out preference pairs, scored at step 0
         metrics |= evaluate_preferences(objective, model, data, "baseline")
     trainable, total = count_parameters(model)
     module = TuneLabModule(
@@ -125,6 +131,9 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     trainer = build_trainer(cfg, out_dir, extra_callbacks=adapter.callbacks())
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    gather_full_model(trainer, model)  # FSDP: whole weights again, for evaluation and saving
+    if not trainer.is_global_zero:  # other ranks of a multi-process run only train
+        return {}
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
 
     if cfg.eval.after:
@@ -155,6 +164,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; `metrics.json` is written last, as "completed" or "failed"."""
     started = time.perf_counter()
+    if not is_primary_process():  # a DDP/FSDP worker rank: trains its share, writes nothing
+        return fit_and_measure(cfg, output_dir(cfg))
     if torch.cuda.is_available():  # a sweep's jobs share one process: measure each on its own
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
