@@ -44,7 +44,7 @@ class TuneLabModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.objective(self.model, batch, reference=self.reference)
         loss = out.loss.detach()
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # DDP/FSDP: mean over ranks
         self.log("train/supervised_tokens", out.supervised_tokens.float())
         for name, value in out.metrics.items():
             self.log(f"train/{name}", value)
