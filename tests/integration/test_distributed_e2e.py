@@ -79,4 +79,5 @@ def test_two_processes_follow_one(strategy: str, baseline: list[float], tmp_path
     losses = train_run(tmp_path, strategy, strategy, 2)
     assert len(losses) == STEPS
     worst = max(abs(a - b) / b for a, b in zip(losses, baseline, strict=True))
+    print(f"{strategy} x2 vs one process: worst relative step-loss difference {worst:.2e}")
     assert worst < TOLERANCE, f"{strategy} x2 vs one process: {losses} vs {baseline}"
