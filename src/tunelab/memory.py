@@ -77,12 +77,13 @@ def adam_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
 
 
 def adam_8bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
-    """bitsandbytes 8-bit Adam: two uint8 moments with fp32 absmax per 256 values and two 256-entry
-    maps; tensors under 4096 values (min_8bit_size) keep two fp32 moments instead."""
+    """bitsandbytes 8-bit Adam: two uint8 moments with fp32 absmax per 256 values (the two 256-entry
+    code books are shared by all parameters: 2 KiB, left out); tensors under 4096 values
+    (min_8bit_size) keep two fp32 moments instead."""
     n = p.numel()
     if n < opt.get("min_8bit_size", 4096):
         return 2 * n * 4
-    return 2 * n + 2 * 4 * math.ceil(n / 256) + 2 * 4 * 256
+    return 2 * n + 2 * 4 * math.ceil(n / 256)
 
 
 def adam_32bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:

@@ -34,7 +34,7 @@ COMMON = [
     "eval.after=false",
     f"checkpoint_every={STEPS}",
 ]
-TOLERANCE = 0.05  # max |loss_2proc - loss_1proc| per step, relative to the loss (see docstring)
+TOLERANCE = 0.02  # max |loss_2proc - loss_1proc| / loss_1proc per step (measured: 0.9%)
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
