@@ -133,9 +133,20 @@ def devices_available(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
-def deepspeed_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
-    if sharded(cfg) == "deepspeed" and accelerator(cfg, m) != "cuda":
-        return f"trainer.strategy=deepspeed on accelerator '{accelerator(cfg, m)}': needs CUDA"
+# Sharded strategies that cannot run on CPU processes, and why.
+CUDA_ONLY_STRATEGIES = {
+    "deepspeed": "DeepSpeed's ZeRO kernels and communication need CUDA",
+    "fsdp": "torch's FullyShardedDataParallel refuses CPU-only machines (and Lightning refuses it too)",
+}
+
+
+def strategy_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
+    kind = sharded(cfg)
+    if kind in CUDA_ONLY_STRATEGIES and accelerator(cfg, m) != "cuda":
+        return (
+            f"trainer.strategy={kind} (strategy={kind}*) on accelerator '{accelerator(cfg, m)}': "
+            f"{CUDA_ONLY_STRATEGIES[kind]}; on CPU use strategy=ddp"
+        )
     return None
 
 
@@ -170,7 +181,7 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     one_quantization,
     strategy_packages,
     devices_available,
-    deepspeed_needs_cuda,
+    strategy_needs_cuda,
     quantized_base_unsharded,
     galore_unsharded,
 ]
