@@ -7,6 +7,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
 from tunelab.measure import allocated_bytes
 from tunelab.memory import GIB, activation_bytes, estimate, model_config, quantized_bytes

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import Strategy
 
+import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
 from tunelab import compat
 from tunelab.compat import Machine
