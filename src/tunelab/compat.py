@@ -174,6 +174,29 @@ def galore_unsharded(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
+def tensor_parallel_without_clipping(cfg: DictConfig, m: Machine) -> str | None:
+    """torch's clip_grad_norm_ cannot mix DTensor (split) and plain (replicated) gradients."""
+    if sharded(cfg) == "tensor_parallel" and cfg.trainer.get("gradient_clip_val"):
+        return (
+            f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} with strategy=tensor_parallel: "
+            "gradient-norm clipping over mixed DTensor/plain gradients is not supported here; "
+            "set trainer.gradient_clip_val=null"
+        )
+    return None
+
+
+def tensor_parallel_needs_full(cfg: DictConfig, m: Machine) -> str | None:
+    """The TP plan splits the base's own linear layers: peft's wrappers around them would not be."""
+    from tunelab.adapters.peft_adapter import PeftAdapter
+
+    if sharded(cfg) == "tensor_parallel" and issubclass(get_class(cfg.adapter._target_), PeftAdapter):
+        return (
+            f"adapter={cfg.adapter.name} with strategy=tensor_parallel: the tensor-parallel plan "
+            "splits plain linear layers, not peft-wrapped ones; use adapter=full or freeze"
+        )
+    return None
+
+
 RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     precision_needs_cuda,
     bf16_needs_support,
@@ -184,6 +207,8 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     strategy_needs_cuda,
     quantized_base_unsharded,
     galore_unsharded,
+    tensor_parallel_without_clipping,
+    tensor_parallel_needs_full,
 ]
 
 

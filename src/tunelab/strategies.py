@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 
 import lightning as L
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 from transformers.modeling_layers import GradientCheckpointingLayer
+
+from tunelab.parallel import gather_tensor_parallel
 
 
 def fsdp(
@@ -64,6 +66,11 @@ def gather_full_model(trainer: L.Trainer, model: nn.Module) -> None:
     (every rank must call it), then replaces each FSDP wrapper by the block it wraps. Other
     strategies leave a plain, full model: nothing to do.
     """
+    if isinstance(trainer.strategy, ModelParallelStrategy):
+        if trainer.strategy.device_mesh["data_parallel"].size() > 1:
+            return  # FSDP2 across replicas: no gather here; evaluation after fit is not supported
+        gather_tensor_parallel(model)
+        return
     if not isinstance(trainer.strategy, FSDPStrategy):
         return
     with FullyShardedDataParallel.summon_full_params(trainer.strategy.model, writeback=False):
