@@ -76,3 +76,23 @@ def test_fp16_on_cpu_and_full_on_4bit_are_refused_here():
         pytest.skip("fp16 is allowed on CUDA")
     assert compat.problems(compose_with(["precision=fp16_mixed"]))
     assert compat.problems(compose_with(["quantization=nf4", "adapter=full"]))
+
+
+def test_quantized_base_export_computes_what_was_trained(tmp_path):
+    """`quantization=nf4 adapter=lora`: the merged export (LoRA folded into the dequantized base)
+    gives the trained model's logits, as QLoRA's export does."""
+    cfg = compose_with(["quantization=nf4", "adapter=lora"])
+    adapter = build_adapter_for(cfg)
+    torch.manual_seed(0)
+    model = adapter.apply(instantiate(cfg.model).model)
+    with torch.no_grad():  # a non-zero LoRA update, as after training
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    artifact = adapter.save(model, tmp_path)
+    merged = adapter.export(instantiate(cfg.model).model, artifact)
+    ids = torch.randint(3, 100, (2, 12))
+    with torch.no_grad():
+        trained, exported = model(input_ids=ids).logits, merged(input_ids=ids).logits
+    assert not any("Linear4bit" in type(m).__name__ for m in merged.modules())
+    assert torch.allclose(trained, exported, atol=1e-3), (trained - exported).abs().max()
