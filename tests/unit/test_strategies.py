@@ -18,6 +18,8 @@ CPU = Machine()
 GPU = Machine(cuda_devices=8, cuda_bf16=True, packages=frozenset({"deepspeed"}))
 OLD_GPU = Machine(cuda_devices=1, cuda_bf16=False)
 STRATEGIES = sorted(p.stem for p in (ROOT / "conf" / "strategy").glob("*.yaml"))
+# What a strategy needs besides itself (compat refuses TP with peft adapters and with clipping).
+COMPANIONS = {"tensor_parallel": ["adapter=full", "trainer.gradient_clip_val=null"]}
 
 
 def compose_with(overrides: list[str]):
@@ -27,7 +29,7 @@ def compose_with(overrides: list[str]):
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_strategy_composes_and_instantiates_or_is_refused(name: str):
-    cfg = compose_with([f"strategy={name}", "trainer.accelerator=cpu"])
+    cfg = compose_with([f"strategy={name}", "trainer.accelerator=cpu", *COMPANIONS.get(name, [])])
     assert compat.problems(cfg, GPU) == [] or name.startswith(("deepspeed", "fsdp"))
     found = compat.problems(cfg)
     if found:  # this machine cannot run it: the error names the strategy key, before any loading
@@ -82,6 +84,13 @@ RULE_CASES = [
     (["strategy=fsdp", "adapter=qlora"], GPU, ["quantization", "trainer.strategy=fsdp"]),
     (["strategy=fsdp", "adapter=galore"], GPU, ["optimizer.optimizer._target_", "trainer.strategy=fsdp"]),
     (["strategy=ddp", "adapter=galore"], GPU, []),
+    (["strategy=tensor_parallel", "adapter=full"], CPU, ["trainer.gradient_clip_val=1.0", "tensor_parallel"]),
+    (
+        ["strategy=tensor_parallel", "trainer.gradient_clip_val=null"],
+        CPU,
+        ["adapter=lora", "tensor_parallel"],
+    ),
+    (["strategy=tensor_parallel", "adapter=full", "trainer.gradient_clip_val=null"], CPU, []),
 ]
 
 
