@@ -29,6 +29,8 @@ def register_resolvers() -> None:
         "world": _world_asset,
         "mul": lambda a, b: a * b,
         "project_root": lambda: str(project_root()),
+        # Fused AdamW unscales inside its kernel: Lightning refuses it with mixed precision + clipping.
+        "fused_ok": lambda precision, clip: not (str(precision).endswith("-mixed") and bool(clip)),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -12,8 +12,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tunelab.adapters.base import build_adapter
 from tunelab.config import register_resolvers
+from tunelab.precision import build_adapter_for
 
 
 def run_config(run_dir: Path):
@@ -32,7 +32,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None) -> Path:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if metrics.get("status") != "completed":
         raise ValueError(f"run_dir={run_dir}: status is {metrics.get('status')!r}, not 'completed'")
-    adapter = build_adapter(cfg.adapter)
+    adapter = build_adapter_for(cfg)  # with its quantized base when the run had `quantization=`
     loaded = instantiate(cfg.model)
     merged = adapter.export(loaded.model, run_dir / metrics["artifact"])
     target = Path(out_dir) if out_dir else run_dir / "export"

@@ -49,5 +49,7 @@ class TrainingGuards(Callback):
         if loss is not None and not torch.isfinite(loss).all():
             raise NonFiniteError(f"non-finite loss {float(loss)} at step {step}; weights left unchanged")
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        # Tensor-parallel gradients are DTensors: check each rank's local shard.
+        grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
         if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
             raise NonFiniteError(f"non-finite gradient at step {step}; weights left unchanged")

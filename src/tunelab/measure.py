@@ -34,11 +34,18 @@ def _quant_state_bytes(param: torch.Tensor) -> int:
     return total
 
 
+def _layer_scb(module: nn.Module) -> torch.Tensor | None:
+    """The int8 row scales a bitsandbytes Linear8bitLt keeps on its matmul state after a forward."""
+    return getattr(getattr(module, "state", None), "SCB", None)
+
+
 def allocated_bytes(model: nn.Module, optimizers: Iterable[torch.optim.Optimizer]) -> dict[str, int]:
     """`weight_bytes` (every parameter, quantized ones as stored), `grad_bytes` (gradients held now),
     `optimizer_state_bytes` (every tensor in the optimizers' state); shared tensors counted once."""
     params = list({id(p): p for p in model.parameters()}.values())
     weight = sum(_nbytes(p) + _quant_state_bytes(p) for p in params)
+    # LLM.int8 layers move their row scales from the weight to `layer.state.SCB` on first forward.
+    weight += sum(_nbytes(s) for m in model.modules() if isinstance(s := _layer_scb(m), torch.Tensor))
     grad = sum(_nbytes(p.grad) for p in params if p.grad is not None)
     seen: set[int] = set()
     state = 0

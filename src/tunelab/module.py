@@ -44,7 +44,7 @@ class TuneLabModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.objective(self.model, batch, reference=self.reference)
         loss = out.loss.detach()
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # DDP/FSDP: mean over ranks
         self.log("train/supervised_tokens", out.supervised_tokens.float())
         for name, value in out.metrics.items():
             self.log(f"train/{name}", value)
@@ -53,6 +53,14 @@ class TuneLabModule(L.LightningModule):
         self.step_losses.append(loss)
         self.train_tokens = self.train_tokens.to(loss.device) + batch["attention_mask"].sum()
         return out.loss
+
+    def configure_model(self) -> None:
+        # Only ModelParallelStrategy (strategy=tensor_parallel) sets a device mesh; once per model.
+        if self.device_mesh is not None and not getattr(self, "_parallelized", False):
+            from tunelab.parallel import configure_model_parallel
+
+            configure_model_parallel(self.model, self.device_mesh)
+            self._parallelized = True
 
     def on_fit_start(self) -> None:
         # Objectives that ask for it get every training row's reference log-probs in one pass.
@@ -70,6 +78,10 @@ class TuneLabModule(L.LightningModule):
             groups = self.param_groups(self.model)
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        if self.device_mesh is not None:  # tensor parallel: DTensor and plain weights in separate groups
+            from tunelab.parallel import split_dtensor_groups
+
+            groups = split_dtensor_groups(groups)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}

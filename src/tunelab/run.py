@@ -17,7 +17,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.adapters.base import build_adapter, count_parameters
+from tunelab import compat
+from tunelab.adapters.base import count_parameters
 from tunelab.config import ConfigError
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
@@ -28,8 +29,10 @@ from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
 from tunelab.neftune import neftune_callbacks
+from tunelab.precision import build_adapter_for, enable_gradient_checkpointing
 from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
 from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
+from tunelab.strategies import gather_full_model, is_primary_process
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -135,6 +138,7 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> l
 def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
     L.seed_everything(cfg.seed, workers=True)
+    compat.check(cfg)  # precision x quantization x adapter x optimizer x strategy x this machine
     data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
     objective = instantiate(cfg.objective)
     if objective.batch_kind != data.batch_kind:
@@ -142,7 +146,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
             f"objective needs '{objective.batch_kind}' batches but data={cfg.data._target_} gives "
             f"'{data.batch_kind}': choose a matching data config"
         )
-    adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
+    adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
     neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
 
@@ -151,12 +155,14 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     data.attach_tokenizer(tokenizer)
     samples = out_dir / "samples.jsonl"
     metrics: dict[str, Any] = {}
-    if cfg.eval.before:
+    if cfg.eval.before and is_primary_process():
         metrics |= evaluate(loaded.model, tokenizer, eval_tasks, cfg.eval.batch_size, "baseline", samples)
 
+    if cfg.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(loaded.model)
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
-    if cfg.eval.before:  # held-out preference pairs (data that has them), scored at step 0
+    if cfg.eval.before and is_primary_process():  # held-out preference pairs, scored at step 0
         metrics |= evaluate_preferences(objective, model, data, "baseline")
     trainable, total = count_parameters(model)
     module = TuneLabModule(
@@ -172,6 +178,9 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     trainer = build_trainer(cfg, out_dir, extra_callbacks=callbacks)
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    gather_full_model(trainer, model)  # FSDP: whole weights again, for evaluation and saving
+    if not trainer.is_global_zero:  # other ranks of a multi-process run only train
+        return {}
     metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
     metrics["resumed_from_step"] = reliability[0].resumed_from_step
     preempted = [c.preempted_at_step for c in reliability if isinstance(c, PreemptionCheckpoint)]
@@ -208,6 +217,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; `metrics.json` is written last, as "completed" or "failed"."""
     started = time.perf_counter()
+    if not is_primary_process():  # a DDP/FSDP worker rank: trains its share, writes nothing
+        return fit_and_measure(cfg, output_dir(cfg), resume_checkpoint(cfg, output_dir(cfg)))
     if torch.cuda.is_available():  # a sweep's jobs share one process: measure each on its own
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)

@@ -1,0 +1,225 @@
+"""Combinations of precision, quantization, adapter, optimizer and strategy that cannot work.
+
+`check(cfg)` runs before the model loads and raises one ConfigError naming the keys at fault.
+Each rule is a small function of (config, machine) returning a message or None; RULES is the
+table `check` walks, so adding a rule is one function and one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from tunelab.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What this machine offers, detected once (tests pass their own)."""
+
+    cuda_devices: int = 0
+    cuda_bf16: bool = False
+    packages: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def detect(cls) -> Machine:
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        optional = ("deepspeed",)
+        return cls(
+            cuda_devices=cuda,
+            cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(),
+            packages=frozenset(p for p in optional if importlib.util.find_spec(p) is not None),
+        )
+
+
+def accelerator(cfg: DictConfig, machine: Machine) -> str:
+    """The device type the Trainer will use: 'cuda' or 'cpu' (Lightning's 'auto' rule)."""
+    chosen = str(cfg.trainer.get("accelerator", "auto"))
+    if chosen == "auto":
+        return "cuda" if machine.cuda_devices else "cpu"
+    return "cuda" if chosen == "gpu" else chosen
+
+
+# What each strategy `_target_` does to the weights: "sharded" strategies split weights or
+# optimizer state across ranks, so per-tensor tricks (bitsandbytes storage, GaLore) cannot apply.
+SHARDED_STRATEGIES = {
+    "tunelab.strategies.fsdp": "fsdp",
+    "lightning.pytorch.strategies.FSDPStrategy": "fsdp",
+    "lightning.pytorch.strategies.DeepSpeedStrategy": "deepspeed",
+    "lightning.pytorch.strategies.ModelParallelStrategy": "tensor_parallel",
+}
+
+
+def sharded(cfg: DictConfig) -> str | None:
+    """'fsdp', 'deepspeed' or 'tensor_parallel' when `trainer.strategy` shards; else None."""
+    node = cfg.trainer.get("strategy")
+    if isinstance(node, DictConfig):
+        return SHARDED_STRATEGIES.get(str(node.get("_target_")))
+    return None
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+# Precisions that need a CUDA device, and why.
+CUDA_ONLY_PRECISIONS = {
+    "16-mixed": "fp16 autocast with loss scaling is CUDA-only here (CPU autocast is bf16)",
+    "16-true": "fp16 weights have no CPU kernels for training",
+    "transformer-engine": "Transformer Engine needs an NVIDIA GPU",
+}
+
+
+def precision_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
+    precision = str(cfg.trainer.precision)
+    if precision in CUDA_ONLY_PRECISIONS and accelerator(cfg, m) != "cuda":
+        return (
+            f"trainer.precision={precision} (precision=fp16_mixed) on accelerator "
+            f"'{accelerator(cfg, m)}': {CUDA_ONLY_PRECISIONS[precision]}; use precision=bf16_mixed or fp32"
+        )
+    return None
+
+
+def bf16_needs_support(cfg: DictConfig, m: Machine) -> str | None:
+    precision = str(cfg.trainer.precision)
+    if precision.startswith("bf16") and accelerator(cfg, m) == "cuda" and not m.cuda_bf16:
+        return f"trainer.precision={precision}: this GPU has no bf16 (pre-Ampere); use precision=fp16_mixed"
+    return None
+
+
+def quantized_base_needs_peft(cfg: DictConfig, m: Machine) -> str | None:
+    """A bitsandbytes base is frozen storage: only methods that add weights on top can train it."""
+    if cfg.get("quantization") is None:
+        return None
+    from tunelab.adapters.peft_adapter import PeftAdapter
+
+    target = cfg.adapter._target_
+    if not issubclass(get_class(target), PeftAdapter):
+        return (
+            f"quantization (bits={cfg.quantization.bits}) with adapter={cfg.adapter.name} "
+            f"({target}): a quantized base cannot be trained itself; use a peft adapter "
+            "(adapter=lora/dora/...) or drop quantization"
+        )
+    return None
+
+
+def one_quantization(cfg: DictConfig, m: Machine) -> str | None:
+    """adapter=qlora brings its own quantization: a different top-level one would be ignored."""
+    q, aq = cfg.get("quantization"), cfg.adapter.get("quantization")
+    if q is not None and aq is not None and dict(q) != dict(aq):
+        return (
+            f"quantization={dict(q)} and adapter.quantization={dict(aq)} (adapter={cfg.adapter.name}) "
+            "disagree; use adapter=lora with quantization=..., or adapter=qlora alone"
+        )
+    return None
+
+
+def strategy_packages(cfg: DictConfig, m: Machine) -> str | None:
+    if sharded(cfg) == "deepspeed" and "deepspeed" not in m.packages:
+        return (
+            f"trainer.strategy={cfg.trainer.strategy._target_}: deepspeed is not installed; "
+            "`pip install -e .[deepspeed]` (a CUDA machine) or use strategy=fsdp"
+        )
+    return None
+
+
+def devices_available(cfg: DictConfig, m: Machine) -> str | None:
+    devices = cfg.trainer.get("devices", "auto")
+    if accelerator(cfg, m) == "cuda" and isinstance(devices, int) and devices > m.cuda_devices:
+        return f"trainer.devices={devices} but this machine has {m.cuda_devices} CUDA device(s)"
+    return None
+
+
+# Sharded strategies that cannot run on CPU processes, and why.
+CUDA_ONLY_STRATEGIES = {
+    "deepspeed": "DeepSpeed's ZeRO kernels and communication need CUDA",
+    "fsdp": "torch's FullyShardedDataParallel refuses CPU-only machines (and Lightning refuses it too)",
+}
+
+
+def strategy_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
+    kind = sharded(cfg)
+    if kind in CUDA_ONLY_STRATEGIES and accelerator(cfg, m) != "cuda":
+        return (
+            f"trainer.strategy={kind} (strategy={kind}*) on accelerator '{accelerator(cfg, m)}': "
+            f"{CUDA_ONLY_STRATEGIES[kind]}; on CPU use strategy=ddp"
+        )
+    return None
+
+
+def quantized_base_unsharded(cfg: DictConfig, m: Machine) -> str | None:
+    """bitsandbytes' packed 4/8-bit weights are not shardable tensors for FSDP/ZeRO-3/TP here."""
+    if cfg.get("quantization") is not None or cfg.adapter.get("quantization") is not None:
+        kind = sharded(cfg)
+        if kind:
+            return (
+                f"quantization with trainer.strategy={kind}: a bitsandbytes base is not sharded "
+                "by this harness; use strategy=single or strategy=ddp"
+            )
+    return None
+
+
+def galore_unsharded(cfg: DictConfig, m: Machine) -> str | None:
+    """GaLore projects whole weight matrices' gradients: a shard has the wrong shape."""
+    target = str(cfg.optimizer.optimizer._target_)
+    kind = sharded(cfg)
+    if target.startswith("galore_torch.") and kind:
+        return (
+            f"optimizer.optimizer._target_={target} with trainer.strategy={kind}: GaLore needs "
+            "whole weight matrices; use strategy=single or strategy=ddp"
+        )
+    return None
+
+
+def tensor_parallel_without_clipping(cfg: DictConfig, m: Machine) -> str | None:
+    """torch's clip_grad_norm_ cannot mix DTensor (split) and plain (replicated) gradients."""
+    if sharded(cfg) == "tensor_parallel" and cfg.trainer.get("gradient_clip_val"):
+        return (
+            f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} with strategy=tensor_parallel: "
+            "gradient-norm clipping over mixed DTensor/plain gradients is not supported here; "
+            "set trainer.gradient_clip_val=null"
+        )
+    return None
+
+
+def tensor_parallel_needs_full(cfg: DictConfig, m: Machine) -> str | None:
+    """The TP plan splits the base's own linear layers: peft's wrappers around them would not be."""
+    from tunelab.adapters.peft_adapter import PeftAdapter
+
+    if sharded(cfg) == "tensor_parallel" and issubclass(get_class(cfg.adapter._target_), PeftAdapter):
+        return (
+            f"adapter={cfg.adapter.name} with strategy=tensor_parallel: the tensor-parallel plan "
+            "splits plain linear layers, not peft-wrapped ones; use adapter=full or freeze"
+        )
+    return None
+
+
+RULES: list[Callable[[DictConfig, Machine], str | None]] = [
+    precision_needs_cuda,
+    bf16_needs_support,
+    quantized_base_needs_peft,
+    one_quantization,
+    strategy_packages,
+    devices_available,
+    strategy_needs_cuda,
+    quantized_base_unsharded,
+    galore_unsharded,
+    tensor_parallel_without_clipping,
+    tensor_parallel_needs_full,
+]
+
+
+def problems(cfg: DictConfig, machine: Machine | None = None) -> list[str]:
+    """Every rule's complaint about `cfg` on `machine` (this one by default)."""
+    machine = machine or Machine.detect()
+    return [msg for rule in RULES if (msg := rule(cfg, machine)) is not None]
+
+
+def check(cfg: DictConfig, machine: Machine | None = None) -> None:
+    """Raise ConfigError naming the keys of every impossible combination in `cfg`."""
+    found = problems(cfg, machine)
+    if found:
+        raise ConfigError("incompatible configuration:\n  - " + "\n  - ".join(found))

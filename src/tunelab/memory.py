@@ -1,0 +1,309 @@
+"""Estimate training memory per device from the composed config, before anything is loaded.
+
+Parameter shapes come from the real architecture built on the meta device (no weights, no bytes),
+with the run's adapter applied to it, so trainable counts are peft's own. Bytes per parameter then
+follow from precision, quantization and optimizer (tables below); activations from a per-block
+formula; a sharding strategy divides what it shards by the number of devices.
+
+Weights, gradients and optimizer state are checked against the bytes a real tiny-model run
+allocates (tests/unit/test_memory.py); activations are a formula and only an estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from peft import get_peft_model
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+
+from tunelab.adapters.base import build_adapter
+from tunelab.compat import sharded
+from tunelab.config import ConfigError
+
+# Architectures of hub models the configs name, shipped so the estimator works offline.
+SHAPES = Path(__file__).parent / "shapes"
+GIB = 1024**3
+
+
+def model_config(name_or_path: str) -> PretrainedConfig:
+    """The model's config.json: shipped shape, local directory, or the hub (cached)."""
+    shipped = SHAPES / name_or_path
+    source = str(shipped) if (shipped / "config.json").is_file() else name_or_path
+    try:
+        return AutoConfig.from_pretrained(source)
+    except OSError as err:
+        raise ConfigError(
+            f"model.name_or_path={name_or_path!r}: no config.json found locally, in {SHAPES}, "
+            f"or in the hub cache ({err})"
+        ) from None
+
+
+def meta_model(config: PretrainedConfig, dtype: torch.dtype) -> nn.Module:
+    """The architecture with every tensor on the meta device: shapes and dtypes, no storage."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+
+
+def quantized_weights(model: nn.Module) -> set[int]:
+    """ids of the weights tunelab's quantization replaces: block linears, not the output head."""
+    head = model.get_output_embeddings()
+    return {id(m.weight) for m in model.modules() if type(m) is nn.Linear and m is not head}
+
+
+# --- bytes per tensor -------------------------------------------------------------------------
+
+
+def quantized_bytes(shape: torch.Size, q: dict) -> int:
+    """bitsandbytes storage of one weight: 4-bit packs two per byte plus one fp32 absmax per block
+    of 64 (double quantization: one byte per block plus fp32 per 256 blocks and a 256-entry map);
+    LLM.int8 keeps one byte per weight plus one fp32 scale per output row."""
+    numel = shape.numel()
+    if q["bits"] == 8:
+        return numel + 4 * shape[0]
+    blocks = math.ceil(numel / 64)
+    scales = blocks + 4 * math.ceil(blocks / 256) + 4 * 256 + 4 if q.get("double_quant") else 4 * blocks
+    return math.ceil(numel / 2) + scales + 4 * 16  # + the 16-value NF4/FP4 code book
+
+
+def adam_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+    """torch AdamW: exp_avg and exp_avg_sq in the parameter's dtype, plus a fp32 step."""
+    return 2 * p.numel() * dtype_bytes + 4
+
+
+def adam_8bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+    """bitsandbytes 8-bit Adam: two uint8 moments with fp32 absmax per 256 values (the two 256-entry
+    code books are shared by all parameters: 2 KiB, left out); tensors under 4096 values
+    (min_8bit_size) keep two fp32 moments instead."""
+    n = p.numel()
+    if n < opt.get("min_8bit_size", 4096):
+        return 2 * n * 4
+    return 2 * n + 2 * 4 * math.ceil(n / 256)
+
+
+def adam_32bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+    """bitsandbytes 32-bit (paged) Adam: two fp32 moments whatever the parameter's dtype."""
+    return 2 * p.numel() * 4
+
+
+def sgd_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+    """SGD: one momentum buffer, none without momentum."""
+    return p.numel() * dtype_bytes if opt.get("momentum", 0) else 0
+
+
+def adafactor_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+    """transformers' Adafactor: fp32 row and column second-moment factors for a matrix, a full fp32
+    second moment for a vector, a fp32 first moment only when beta1 is set."""
+    shape = p.shape
+    second = (shape[:-1].numel() + (shape[:-2] + shape[-1:]).numel()) if len(shape) >= 2 else p.numel()
+    first = p.numel() if opt.get("beta1") is not None else 0
+    return 4 * (second + first)
+
+
+OPTIMIZER_STATE: dict[str, Callable[[torch.Tensor, int, DictConfig], int]] = {
+    "torch.optim.AdamW": adam_state,
+    "torch.optim.Adam": adam_state,
+    "bitsandbytes.optim.AdamW8bit": adam_8bit_state,
+    "bitsandbytes.optim.PagedAdamW8bit": adam_8bit_state,
+    "bitsandbytes.optim.PagedAdamW32bit": adam_32bit_state,
+    "torch.optim.SGD": sgd_state,
+    "transformers.optimization.Adafactor": adafactor_state,
+}
+
+# Lightning precision -> (bytes per activation element, whether parameters are cast to 16 bits).
+PRECISION = {
+    "32-true": (4, False),
+    "32": (4, False),
+    "bf16-mixed": (2, False),
+    "16-mixed": (2, False),
+    "bf16-true": (2, True),
+    "16-true": (2, True),
+}
+
+
+# --- activations -------------------------------------------------------------------------------
+
+
+def activation_bytes(
+    config: PretrainedConfig, batch: int, seq: int, elem: int, checkpointing: bool, eager: bool
+) -> int:
+    """Tensors autograd keeps for backward, for a Llama-style block (after Korthikanti et al.,
+    2022, arXiv:2205.05198, adapted to RMSNorm + grouped-query attention + SwiGLU):
+
+    per block, in elements of batch*seq: 2 norm inputs and 2 norm outputs (4h), q and the k/v
+    projections (h + 2*kv), attention output (h), gate, up, silu(gate), product (4i); plus the
+    b*heads*s^2 attention probabilities only with eager attention (SDPA/flash recompute them).
+    The fp32 logits and their log-softmax (2*vocab*4 bytes per token) come on top. Gradient
+    checkpointing keeps each block's input only, plus one block's activations being recomputed.
+    """
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    kv = getattr(config, "num_key_value_heads", heads) * head_dim
+    tokens = batch * seq
+    block = tokens * (6 * h + 2 * kv + 4 * i) * elem
+    if eager:
+        block += batch * heads * seq * seq * elem
+    logits = tokens * config.vocab_size * 4 * 2
+    if checkpointing:
+        return layers * tokens * h * elem + block + logits
+    return layers * block + logits
+
+
+# --- sharding ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sharding:
+    """Which of (weights, gradients, optimizer state) a strategy divides across `ways` devices,
+    and which it offloads to CPU RAM."""
+
+    shards: frozenset[str] = frozenset()
+    offload: frozenset[str] = frozenset()
+    ways: int = 1
+
+
+ALL = frozenset({"weights", "gradients", "optimizer_state"})
+FSDP_SHARDS = {
+    "FULL_SHARD": ALL,
+    "HYBRID_SHARD": ALL,
+    "SHARD_GRAD_OP": frozenset({"gradients", "optimizer_state"}),
+    "NO_SHARD": frozenset(),
+}
+ZERO_SHARDS = {
+    1: frozenset({"optimizer_state"}),
+    2: frozenset({"gradients", "optimizer_state"}),
+    3: ALL,
+}
+
+
+def sharding(cfg: DictConfig) -> Sharding:
+    """How `trainer.strategy` spreads the training state over `trainer.devices` x `num_nodes`."""
+    devices = cfg.trainer.get("devices", 1)
+    per_node = devices if isinstance(devices, int) else 1
+    world = per_node * int(cfg.trainer.get("num_nodes", 1))
+    kind, node = sharded(cfg), cfg.trainer.get("strategy")
+    if kind == "fsdp":
+        mode = str(node.get("sharding_strategy", "FULL_SHARD"))
+        offload = ALL if node.get("cpu_offload") else frozenset()
+        return Sharding(FSDP_SHARDS[mode], offload, per_node if mode == "HYBRID_SHARD" else world)
+    if kind == "deepspeed":
+        offload = {"optimizer_state"} if node.get("offload_optimizer") else set()
+        offload |= {"weights"} if node.get("offload_parameters") else set()
+        return Sharding(ZERO_SHARDS[int(node.stage)], frozenset(offload), world)
+    if kind == "tensor_parallel":
+        tp = node.get("tensor_parallel_size", "auto")
+        return Sharding(ALL, frozenset(), per_node if tp == "auto" else int(tp))
+    return Sharding()
+
+
+# --- the estimate ------------------------------------------------------------------------------
+
+
+@dataclass
+class Estimate:
+    """Bytes per device (accelerator) and offloaded to CPU RAM, with the counts behind them."""
+
+    weights: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+    trainable_params: int
+    total_params: int
+    cpu_offloaded: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer_state + self.activations
+
+    def report(self) -> str:
+        """A short table in GiB."""
+        rows = [
+            ("weights", self.weights),
+            ("gradients", self.gradients),
+            ("optimizer state", self.optimizer_state),
+            ("activations", self.activations),
+            ("total per device", self.total),
+        ]
+        if self.cpu_offloaded:
+            rows.append(("offloaded to CPU RAM", self.cpu_offloaded))
+        lines = [f"{name:22s} {b / GIB:9.2f} GiB" for name, b in rows]
+        lines.insert(0, f"params: {self.total_params:,} total, {self.trainable_params:,} trainable")
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def adapted_model(cfg: DictConfig, model: nn.Module) -> nn.Module:
+    """The meta model with the run's adapter: peft's own wrapping for peft methods."""
+    adapter = build_adapter(cfg.adapter)
+    peft_config = getattr(adapter, "peft_config", None)
+    if peft_config is not None:
+        return get_peft_model(model, peft_config)
+    return adapter.apply(model)
+
+
+def estimate(cfg: DictConfig) -> Estimate:
+    """Memory per device for the run `cfg` describes (batch and length from `cfg.data`)."""
+    elem, cast_16 = PRECISION.get(str(cfg.trainer.precision), (4, False))
+    config = model_config(cfg.model.name_or_path)
+    model = meta_model(config, getattr(torch, cfg.model.get("dtype", "float32")))
+    quant = cfg.get("quantization") or cfg.adapter.get("quantization")
+    quantized = quantized_weights(model) if quant is not None else set()
+    model = adapted_model(cfg, model)
+    opt = cfg.optimizer.optimizer
+    state_fn = OPTIMIZER_STATE.get(str(opt._target_))
+    notes = []
+    if state_fn is None:
+        notes.append(f"optimizer {opt._target_}: state estimated as AdamW's (no table entry)")
+        state_fn = adam_state
+
+    weights = grads = state = trainable = total = 0
+    for p in {id(p): p for p in model.parameters()}.values():
+        dtype_bytes = 2 if cast_16 else p.element_size()
+        total += p.numel()
+        weights += quantized_bytes(p.shape, quant) if id(p) in quantized else p.numel() * dtype_bytes
+        if p.requires_grad:
+            trainable += p.numel()
+            grads += p.numel() * dtype_bytes
+            state += state_fn(p, dtype_bytes, opt)
+
+    checkpointing = bool(cfg.get("gradient_checkpointing")) or bool(
+        cfg.trainer.get("strategy", {}).get("activation_checkpointing", False)
+        if isinstance(cfg.trainer.get("strategy"), DictConfig)
+        else False
+    )
+    eager = cfg.model.get("attn_implementation") == "eager"
+    acts = activation_bytes(config, cfg.data.batch_size, cfg.data.max_length, elem, checkpointing, eager)
+    plan = sharding(cfg)
+    if sharded(cfg) == "tensor_parallel":
+        notes.append("activations are not divided by the tensor-parallel size (an upper bound)")
+    return divide(Estimate(weights, grads, state, acts, trainable, total, notes=notes), plan)
+
+
+def divide(est: Estimate, plan: Sharding) -> Estimate:
+    """Apply a strategy's sharding and offloading to a one-device estimate."""
+    parts = {"weights": est.weights, "gradients": est.gradients, "optimizer_state": est.optimizer_state}
+    offloaded = 0
+    for name, value in parts.items():
+        if name in plan.offload:
+            offloaded += value // (plan.ways if name in plan.shards else 1)
+            parts[name] = 0
+        elif name in plan.shards:
+            parts[name] = math.ceil(value / plan.ways)
+    if plan.ways > 1:
+        est.notes.append(f"{', '.join(sorted(plan.shards)) or 'nothing'} sharded {plan.ways} ways")
+    return Estimate(
+        parts["weights"],
+        parts["gradients"],
+        parts["optimizer_state"],
+        est.activations,
+        est.trainable_params,
+        est.total_params,
+        cpu_offloaded=offloaded,
+        notes=est.notes,
+    )

@@ -1,0 +1,105 @@
+"""The memory estimator against bytes really allocated by the tiny model, and 7B landmarks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import tunelab  # noqa: F401  (registers the config resolvers)
+from tests.conftest import ROOT
+from tunelab.measure import allocated_bytes
+from tunelab.memory import GIB, activation_bytes, estimate, model_config, quantized_bytes
+from tunelab.models.load import load_pretrained
+from tunelab.precision import build_adapter_for
+
+
+def compose_with(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def measured(cfg) -> dict[str, int]:
+    """Train the real tiny model one step as a run would; the bytes its tensors hold afterwards."""
+    torch.manual_seed(0)
+    model = load_pretrained(cfg.model.name_or_path, cfg.model.dtype).model
+    model = build_adapter_for(cfg).apply(model)
+    if cfg.trainer.precision == "bf16-true":  # what Lightning's true-precision plugin does
+        model = model.to(torch.bfloat16)
+    optimizer = instantiate(cfg.optimizer.optimizer)([p for p in model.parameters() if p.requires_grad])
+    ids = torch.randint(3, 100, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    return allocated_bytes(model, [optimizer])
+
+
+CASES = [
+    ["adapter=lora"],
+    ["adapter=full"],
+    ["adapter=full", "optimizer=adamw_8bit"],
+    ["adapter=full", "optimizer=paged_adamw_32bit"],
+    ["adapter=full", "optimizer=sgd"],
+    ["adapter=full", "optimizer=adafactor"],
+    ["adapter=lora", "precision=bf16_true"],
+    ["adapter=qlora"],
+    ["adapter=qlora8bit"],
+    ["adapter=dora", "quantization=nf4"],
+    ["adapter=lora", "quantization=fp4", "optimizer=paged_adamw_8bit"],
+]
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=[" ".join(c) for c in CASES])
+def test_estimate_matches_allocated_bytes(overrides):
+    cfg = compose_with(overrides)
+    est, real = estimate(cfg), measured(cfg)
+    # Within 1%: bitsandbytes also keeps a few hundred bytes of packed metadata per quantized layer.
+    assert est.weights == pytest.approx(real["weight_bytes"], rel=0.01)
+    assert est.gradients == real["grad_bytes"]
+    assert est.optimizer_state == pytest.approx(real["optimizer_state_bytes"], rel=0.01, abs=64)
+
+
+def test_quantized_bytes_by_hand():
+    shape = torch.Size([128, 64])  # 8192 weights = 128 blocks of 64
+    nf4 = {"bits": 4, "double_quant": False}
+    assert quantized_bytes(shape, nf4) == 8192 // 2 + 128 * 4 + 16 * 4
+    assert quantized_bytes(shape, {"bits": 8}) == 8192 + 128 * 4
+    dq = quantized_bytes(shape, {"bits": 4, "double_quant": True})
+    assert dq == 8192 // 2 + 128 + 4 * 1 + 4 * 256 + 4 + 16 * 4
+
+
+def test_activations_by_hand_and_checkpointing():
+    config = model_config("meta-llama/Llama-2-7b-hf")
+    # One token, one layer's worth by hand: (6h + 2kv + 4i) bf16 elements, 32 layers, fp32 logits x2.
+    h, i, v = 4096, 11008, 32000
+    expected = 32 * (6 * h + 2 * h + 4 * i) * 2 + v * 4 * 2
+    assert activation_bytes(config, 1, 1, 2, False, False) == expected
+    full = activation_bytes(config, 4, 512, 2, False, False)
+    ckpt = activation_bytes(config, 4, 512, 2, True, False)
+    assert ckpt < full / 4
+    assert activation_bytes(config, 8, 512, 2, False, False) == 2 * full
+
+
+SEVEN_B = ["model=llama-2-7b", "precision=bf16_mixed", "data.batch_size=1", "data.max_length=512"]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "low", "high"),
+    [("full", 50, 120), ("lora", 14, 18), ("qlora", 4.5, 8)],  # GiB people quote for a 7B Llama
+)
+def test_seven_b_lands_near_quoted_figures(adapter, low, high):
+    est = estimate(compose_with([*SEVEN_B, f"adapter={adapter}"]))
+    assert low < est.total / GIB < high, est.report()
+
+
+def test_sharding_divides_what_each_strategy_shards():
+    one = estimate(compose_with([*SEVEN_B, "adapter=full"]))
+    fsdp = estimate(compose_with([*SEVEN_B, "adapter=full", "strategy=fsdp", "trainer.devices=8"]))
+    assert fsdp.weights == pytest.approx(one.weights / 8, abs=1)
+    assert fsdp.optimizer_state == pytest.approx(one.optimizer_state / 8, abs=1)
+    zero2 = estimate(
+        compose_with([*SEVEN_B, "adapter=full", "strategy=deepspeed_zero2", "trainer.devices=4"])
+    )
+    assert zero2.weights == one.weights and zero2.gradients == pytest.approx(one.gradients / 4, abs=1)
+    offload = estimate(compose_with([*SEVEN_B, "adapter=full", "strategy=deepspeed_zero3_offload"]))
+    assert offload.optimizer_state == 0 and offload.weights == 0 and offload.cpu_offloaded > 0
