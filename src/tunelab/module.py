@@ -62,6 +62,10 @@ class TuneLabModule(L.LightningModule):
             configure_model_parallel(self.model, self.device_mesh)
             self._parallelized = True
 
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        out = self.objective(self.model, batch, reference=self.reference)
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+
     def on_fit_start(self) -> None:
         # Objectives that ask for it get every training row's reference log-probs in one pass.
         if self.reference is not None and self.objective.precompute_reference:

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from tunelab import compat
@@ -120,6 +120,8 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
     )
     guards = TrainingGuards(**cfg.guards)
     callbacks = [checkpoint, guards, *(extra_callbacks or [])]
+    if cfg.get("early_stopping"):
+        callbacks.append(instantiate(cfg.early_stopping))
     checkpoint_io = AtomicCheckpointIO(cfg.faults.kill_while_saving_at_step)
     return instantiate(
         cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir, plugins=[checkpoint_io]
@@ -211,7 +213,20 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         ),
         "artifact": str(artifact.relative_to(out_dir)),
     }
-    return metrics
+    return metrics | early_stopping_summary(trainer)
+
+
+def early_stopping_summary(trainer: L.Trainer) -> dict[str, Any]:
+    """Where early stopping stopped the run and the best monitored value, when it is on."""
+    stoppers = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
+    if not stoppers:
+        return {}
+    stopper = stoppers[0]
+    stopped = stopper.wait_count >= stopper.patience  # else the run reached max_steps
+    return {
+        "early_stopping/stopped_at_step": trainer.global_step if stopped else None,
+        f"early_stopping/best_{stopper.monitor}": float(stopper.best_score),
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -36,8 +36,13 @@ class TokenizedDataModule(L.LightningDataModule):
         max_length: int = 512,
         seed: int = 0,
         selection: Mapping[str, Filter | None] | None = None,
+        val_size: int = 0,
     ):
         super().__init__()
+        if val_size < 0:
+            raise ConfigError(f"data.val_size={val_size}: expected a number of examples >= 0")
+        self.val_size = val_size  # examples held out of training for validation (early stopping)
+        self.val_examples: list[dict] = []
         self.batch_size = batch_size
         self.max_length = max_length
         self.seed = seed
@@ -83,10 +88,26 @@ class TokenizedDataModule(L.LightningDataModule):
         """Tokenize the records with the model's tokenizer."""
         self.tokenizer = tokenizer
         self.train_examples = self.encode(self.records)
+        if self.val_size:
+            self.train_examples, self.val_examples = split_off(self.train_examples, self.val_size, self.seed)
 
     def heldout_dataloader(self) -> DataLoader | None:
         """Held-out batches the objective scores before and after training; None: no such set."""
         return None
+
+    def val_dataloader(self) -> DataLoader:
+        """The held-out validation examples (`val_size`), in order, batched as for training."""
+        if not self.val_examples:
+            raise ConfigError(
+                "validation is on (trainer.limit_val_batches > 0, e.g. early_stopping=val_loss) but "
+                f"data.val_size={self.val_size}: hold out some examples with data.val_size=N"
+            )
+        return self.batches(self.val_examples)
+
+    def batches(self, examples: list[dict]) -> DataLoader:
+        """Unshuffled padded batches of `examples`."""
+        collate = partial(pad_batch, pad_id=self.tokenizer.pad_token_id)
+        return DataLoader(examples, batch_size=self.batch_size, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         if self.tokenizer is None:
@@ -100,6 +121,15 @@ class TokenizedDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(pad_batch, pad_id=self.tokenizer.pad_token_id),
         )
+
+
+def split_off(examples: list[dict], size: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(rest, `size` examples drawn at random with `seed`), each in its original order."""
+    if size >= len(examples):
+        raise ConfigError(f"data.val_size={size}: only {len(examples)} training examples to hold out from")
+    held = set(torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:size].tolist())
+    rest = [e for i, e in enumerate(examples) if i not in held]
+    return rest, [e for i, e in enumerate(examples) if i in held]
 
 
 def build_data(node: Any) -> TokenizedDataModule:

@@ -170,6 +170,9 @@ class PreferenceDataModule(TokenizedDataModule):
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.train_examples, collate_pairs, shuffle=True)
 
+    def batches(self, examples: list[dict]) -> DataLoader:
+        return self.loader(examples, collate_pairs, shuffle=False)
+
     def heldout_dataloader(self) -> DataLoader | None:
         """Held-out pairs in training's batch format, unshuffled; None without a held-out set."""
         return (
@@ -200,3 +203,6 @@ class UnpairedDataModule(PreferenceDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.train_examples, collate_unpaired, shuffle=True)
+
+    def batches(self, examples: list[dict]) -> DataLoader:
+        return self.loader(examples, collate_unpaired, shuffle=False)
