@@ -54,7 +54,9 @@ class Objective:
         return {}
 
 
-def shifted_token_logprobs(logits: Tensor, labels: Tensor, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+def shifted_token_logprobs(
+    logits: Tensor, labels: Tensor, chunk_size: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Log-prob of each next token and the mask of supervised positions.
 
     `logits[:, t]` predicts `labels[:, t + 1]`; positions labelled IGNORE_INDEX get log-prob 0.
