@@ -25,6 +25,7 @@ from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.speed import apply_speed, check_speed
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -101,6 +102,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     ckpt_path = resume_checkpoint(cfg, out_dir)
+    speed = cfg.get("speed") or {}
+    check_speed(**speed)  # a missing optional package is a config error, before the model loads
 
     loaded = instantiate(cfg.model)
     tokenizer = loaded.tokenizer
@@ -112,6 +115,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
+    apply_speed(model, **speed)  # opt-in torch.compile / Liger kernels (see docs/performance.md)
     if cfg.eval.before:  # held-out preference pairs (data that has them), scored at step 0
         metrics |= evaluate_preferences(objective, model, data, "baseline")
     trainable, total = count_parameters(model)
