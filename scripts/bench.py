@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import multiprocessing
 import resource
 import statistics
@@ -426,8 +427,13 @@ def report(pair: str, a_name: str, b_name: str, a_runs: list[dict], b_runs: list
         la, lb = loss_at(a_loss, s), loss_at(b_loss, s)
         print(f"loss at step {s:>4}: A {la:.6f}  B {lb:.6f}  |A-B| {abs(la - lb):.2e}")
     n = min(len(a_loss), len(b_loss))
-    worst = max((abs(x - y) for x, y in zip(a_loss[:n], b_loss[:n], strict=True)), default=float("nan"))
-    print(f"max |A-B| loss over all {n} steps: {worst:.2e}")
+    gaps = [abs(x - y) for x, y in zip(a_loss[:n], b_loss[:n], strict=True)]
+    if gaps:
+        at = max(range(n), key=gaps.__getitem__)
+        print(
+            f"max |A-B| loss over all {n} steps: {gaps[at]:.2e} at step {at + 1}; "
+            f"median {statistics.median(gaps):.2e}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -442,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--packed-rows", type=int, default=2, help="packed rows per step")
     p.add_argument("--chunk-size", type=int, default=None, help="tunelab objective.chunk_size")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per arm")
+    p.add_argument("--json", default=None, help="also write every run's numbers to this JSON file")
     args = p.parse_args(argv)
     args.packed_examples = 12 * args.steps * args.packed_rows  # enough to fill every step's rows
     pairs = [s.strip() for s in args.pairs.split(",") if s.strip()]
@@ -463,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, transformers {transformers.__version__}, threads per arm {args.threads}"
     )
     print(f"args: {vars(args)}")
+    results: dict[str, dict] = {}
     for pair in pairs:
         a_name, b_name = PAIRS[pair]
         a_runs, b_runs = [], []
@@ -470,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
             a_runs.append(in_fresh_process(a_name, args))
             b_runs.append(in_fresh_process(b_name, args))
         report(pair, a_name, b_name, a_runs, b_runs, args.steps)
+        results[pair] = {"A": a_name, "B": b_name, "A_runs": a_runs, "B_runs": b_runs}
+        if args.json:  # raw per-run numbers (every step's loss), rewritten after each pair
+            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
 
 if __name__ == "__main__":
