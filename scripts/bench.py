@@ -37,6 +37,7 @@ PAIRS = {
     "sft_packed": ("tunelab_sft_packed", "trl_sft_packed"),
     "dpo": ("tunelab_dpo", "trl_dpo"),
     "plain": ("tunelab_sft", "plain_sft"),
+    "packing": ("tunelab_sft_packed", "tunelab_sft"),  # different batches: compare speed, not losses
 }
 
 
