@@ -32,6 +32,7 @@ from tunelab.neftune import neftune_callbacks
 from tunelab.precision import build_adapter_for, enable_gradient_checkpointing
 from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
 from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
+from tunelab.speed import apply_speed, check_speed
 from tunelab.strategies import gather_full_model, is_primary_process
 
 CHECKPOINT_DIR = "checkpoints"
@@ -151,6 +152,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
     neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
+    speed = cfg.get("speed") or {}
+    check_speed(**speed)  # a missing optional package is a config error, before the model loads
 
     loaded = instantiate(cfg.model)
     tokenizer = loaded.tokenizer
@@ -164,6 +167,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         enable_gradient_checkpointing(loaded.model)
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
+    apply_speed(model, **speed)  # opt-in torch.compile / Liger kernels (see docs/performance.md)
     if cfg.eval.before and is_primary_process():  # held-out preference pairs, scored at step 0
         metrics |= evaluate_preferences(objective, model, data, "baseline")
     trainable, total = count_parameters(model)

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.config import ConfigError
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.formats import check_format, to_messages
+from tunelab.data.packing import packed_dataloader
 from tunelab.data.replay import Replay
 from tunelab.data.selection import View
 
@@ -49,6 +51,7 @@ class SFTDataModule(TokenizedDataModule):
         format: str = "auto",
         chat_template: str | None = None,
         replay: Replay | None = None,
+        packing: bool = False,
         **kw,
     ):
         self.completion_only = completion_only
@@ -57,6 +60,7 @@ class SFTDataModule(TokenizedDataModule):
         self.format = format
         self.chat_template = load_chat_template(chat_template)
         self.replay = replay or Replay()
+        self.packing = packing  # rows of whole examples up to max_length, see tunelab.data.packing
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
@@ -90,3 +94,11 @@ class SFTDataModule(TokenizedDataModule):
 
     def report(self) -> dict[str, Any]:
         return super().report() | {"train_examples_replay": self.replay.added}
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.packing:
+            return super().train_dataloader()
+        if self.tokenizer is None:
+            raise RuntimeError("attach_tokenizer() must run before training")
+        pad_id = self.tokenizer.pad_token_id
+        return packed_dataloader(self.train_examples, self.max_length, self.batch_size, self.seed, pad_id)
