@@ -25,6 +25,7 @@ from tunelab.guards import TrainingGuards
 from tunelab.loggers import finish_wandb
 from tunelab.measure import allocated_bytes
 from tunelab.module import TuneLabModule
+from tunelab.pruning.stage import build_pruner, run_pruning
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -99,6 +100,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"'{data.batch_kind}': choose a matching data config"
         )
     adapter = build_adapter(cfg.adapter)  # its config checks raise ConfigError before the model loads
+    pruner = build_pruner(cfg.get("prune"))  # prune=none: no stage
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     ckpt_path = resume_checkpoint(cfg, out_dir)
 
@@ -110,6 +112,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.eval.before:
         metrics |= evaluate(loaded.model, tokenizer, eval_tasks, cfg.eval.batch_size, "baseline", samples)
 
+    pruner.observe(loaded.model)  # recovery (prune=keep_zeros) records the base's zeros
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
     if cfg.eval.before:  # held-out preference pairs (data that has them), scored at step 0
@@ -133,6 +136,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     artifact = adapter.save(model, out_dir)
     tokenizer.save_pretrained(artifact)
     metrics |= objective.save_artifacts(model, tokenizer, out_dir)
+    metrics |= run_pruning(pruner, model, adapter, tokenizer, eval_tasks, cfg.eval.batch_size, out_dir)
     tokens = int(module.train_tokens.item())
     metrics |= module.loss_summary()
     metrics |= module.metric_summary()
