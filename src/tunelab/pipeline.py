@@ -68,8 +68,9 @@ def load_pipeline(spec: str | Path, conf_dir: Path | None = None) -> list[Stage]
 
 
 def stage_command(stage: Stage, run_dir: Path, model_in: Path | None, common: list[str]) -> list[str]:
-    """The train.py command of a stage: its overrides, the shared ones, its run dir and input model."""
-    args = [*common, *stage.overrides, f"hydra.run.dir={run_dir}", f"name={run_dir.parent.name}"]
+    """The train.py command of a stage: its overrides, then the shared ones (they win), its run dir
+    and input model."""
+    args = [*stage.overrides, *common, f"hydra.run.dir={run_dir}", f"name={run_dir.parent.name}"]
     if model_in is not None:
         args.append(f"model.name_or_path={model_in}")
     return [sys.executable, str(project_root() / "train.py"), *args]
