@@ -129,6 +129,17 @@ def write_records(out_dir: Path, records: list[dict]) -> None:
     (out_dir / "pipeline.json").write_text(json.dumps({"stages": records}, indent=2) + "\n")
 
 
+SCORE_ENDINGS = ("exact_match", "accuracy", "accuracies")
+
+
+def default_stage_metrics(rows: list[Row]) -> list[str]:
+    """Every stage's task scores (`eval/`, and `pruned/` after a pruning stage), then cost columns."""
+    keys = {k for row in rows for k, v in row.runs[0].metrics.items() if isinstance(v, (int, float))}
+    scores = sorted(k for k in keys if k.startswith(("eval/", "pruned/")) and k.endswith(SCORE_ENDINGS))
+    extra = ("prune/sparsity", "prune/params", "train_loss_final", "wall_seconds")
+    return scores + [k for k in extra if k in keys]
+
+
 def stage_table(out_dir: Path, records: list[dict], metrics: list[str] | None = None) -> str:
     """Markdown table of every completed stage's scores (rows in stage order)."""
     rows = []
@@ -138,9 +149,7 @@ def stage_table(out_dir: Path, records: list[dict], metrics: list[str] | None = 
         run = Run(path=run_dir.relative_to(out_dir), metrics=data, root=out_dir)
         rows.append(Row(label=f"{run_dir.name} ({data.get('objective')}, {data.get('adapter')})", runs=[run]))
     if metrics is None:
-        keys = {k for row in rows for k, v in row.runs[0].metrics.items() if isinstance(v, float)}
-        scores = sorted(k for k in keys if k.startswith(("eval/", "pruned/")) and not k.endswith("/n"))
-        metrics = scores + [k for k in ("train_loss_final", "wall_seconds") if k in keys]
+        metrics = default_stage_metrics(rows)
     table = build_table(rows, metrics)
     table.shared = []  # one run per row: every label is the stage itself
     return to_markdown(table)
