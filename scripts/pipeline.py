@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="the first stage's input model (default: its config's)")
     args = parser.parse_args(argv)
     spec = args.pipeline.removeprefix("pipeline=")
-    out = args.out or ROOT / "results" / "pipeline" / f"{Path(spec).stem}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = args.out or ROOT / "results" / "pipeline" / f"{Path(spec).stem}_{stamp}"
     try:
         stages = load_pipeline(spec)
         records = run_pipeline(stages, out, common, args.model)

@@ -53,7 +53,9 @@ def exact_match_task(task: str, limit: int | None) -> ExactMatchTask:
 
 def score(model: PeftModel, tokenizer, task_names: list[str], limit: int | None, batch_size: int) -> dict:
     """`{task: exact match}` of the model's active adapter."""
-    return {t: exact_match_task(t, limit).run(model, tokenizer, batch_size)["exact_match"] for t in task_names}
+    return {
+        t: exact_match_task(t, limit).run(model, tokenizer, batch_size)["exact_match"] for t in task_names
+    }
 
 
 def compare(

@@ -43,7 +43,9 @@ def test_pipeline_hands_weights_on_prunes_and_stops_at_a_failed_stage(tmp_path):
     out = tmp_path / "pipe"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "pipeline.py"), str(spec), "--out", str(out), "--", *SMALL],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "stage 3 'broken' failed" in proc.stderr and "no_such_adapter" in proc.stderr
@@ -58,7 +60,7 @@ def test_pipeline_hands_weights_on_prunes_and_stops_at_a_failed_stage(tmp_path):
     assert records[1]["output_model"] == str(stage2 / "pruned")
     pruned = AutoModelForCausalLM.from_pretrained(stage2 / "pruned")
     assert pruned.config.num_hidden_layers == 3 and pruned.config.intermediate_size == 384
-    assert pruned.model.layers[0].self_attn.q_proj.weight.shape == (160, 192)
+    assert pruned.model.layers[0].self_attn.q_proj.weight.shape == (128, 192)
     ids = torch.tensor([[5, 6, 7]])
     assert pruned.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
     metrics = json.loads((stage2 / "metrics.json").read_text())

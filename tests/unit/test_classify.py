@@ -66,12 +66,21 @@ def test_exported_classifier_matches_the_trained_head(tmp_path, tiny_model_dir):
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = LlamaForCausalLM(config).eval()
     ClassificationObjective("classify", num_labels=3).prepare_model(model)
-    rows = [{"input_ids": tokenizer(t, add_special_tokens=False)["input_ids"], "label": 0}
-            for t in ("12+34=46", "1+2=3", "99+99=198")]
+    rows = [
+        {"input_ids": tokenizer(t, add_special_tokens=False)["input_ids"], "label": 0}
+        for t in ("12+34=46", "1+2=3", "99+99=198")
+    ]
     batch = collate_labelled(rows, tokenizer.pad_token_id)
     with torch.no_grad():
         ours = last_token_logits(model, batch["input_ids"], batch["attention_mask"])
@@ -82,11 +91,14 @@ def test_exported_classifier_matches_the_trained_head(tmp_path, tiny_model_dir):
     assert theirs.shape == (3, 3)
     assert torch.allclose(ours, theirs, atol=1e-5)  # HF's own last-non-pad pooling agrees
 
-    task = ClassificationAccuracy([{"text": "12+34=46", "label": 1}, {"text": "1+2=4", "label": 0},
-                                   {"text": "5+5=10", "label": 1}])
+    task = ClassificationAccuracy(
+        [{"text": "12+34=46", "label": 1}, {"text": "1+2=4", "label": 0}, {"text": "5+5=10", "label": 1}]
+    )
     result = task.run(model, tokenizer, batch_size=2)
-    texts = [{"input_ids": tokenizer(r["text"], add_special_tokens=False)["input_ids"], "label": r["label"]}
-             for r in task.records]
+    texts = [
+        {"input_ids": tokenizer(r["text"], add_special_tokens=False)["input_ids"], "label": r["label"]}
+        for r in task.records
+    ]
     b = collate_labelled(texts, tokenizer.pad_token_id)
     with torch.no_grad():
         hf_pred = hf(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits.argmax(-1)

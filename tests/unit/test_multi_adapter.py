@@ -55,8 +55,10 @@ def test_compare_scores_every_variant_on_every_task(tmp_path, tiny_model_dir):
     results = compare(model, tokenizer, tasks, combinations=["cat"], limit=8, batch_size=8)
     assert list(results) == [BASE, "arithmetic", "reverse", "merge_cat", ROUTED]
     assert all(set(scores) == set(tasks) for scores in results.values())
-    assert results[ROUTED] == {"arithmetic": results["arithmetic"]["arithmetic"],
-                               "reverse": results["reverse"]["reverse"]}
+    assert results[ROUTED] == {
+        "arithmetic": results["arithmetic"]["arithmetic"],
+        "reverse": results["reverse"]["reverse"],
+    }
     assert all(0.0 <= v <= 1.0 for scores in results.values() for v in scores.values())
     table = to_markdown(results, tasks)
     assert table.count("\n| ") == 5 and "| mean |" in table

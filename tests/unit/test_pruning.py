@@ -35,9 +35,16 @@ class Toy(nn.Module):
 def tiny_llama(heads: int = 4, kv_heads: int = 2, layers: int = 3, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=40, hidden_size=32, intermediate_size=24, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=64,
-        pad_token_id=0, eos_token_id=1, bos_token_id=None,
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=24,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -83,9 +90,9 @@ def test_importance_scores_by_hand():
 
 
 def test_bad_prune_config_is_a_config_error():
-    with pytest.raises(ConfigError, match="prune.sparsity"):
+    with pytest.raises(ConfigError, match=r"prune\.sparsity"):
         MagnitudePruner("m", sparsity=1.5)
-    with pytest.raises(ConfigError, match="prune.importance"):
+    with pytest.raises(ConfigError, match=r"prune\.importance"):
         StructuredPruner("s", importance="fisher")
     with pytest.raises(ConfigError, match="drop_layers"):
         StructuredPruner("s", drop_layers=3).prune(tiny_llama(layers=3))

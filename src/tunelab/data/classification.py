@@ -48,7 +48,8 @@ class ClassificationDataModule(TokenizedDataModule):
             label = r.get("label")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.num_labels:
                 raise DataError(
-                    f"{where}: record {i}: field 'label' must be an int in [0, {self.num_labels}), got {label!r}"
+                    f"{where}: record {i}: field 'label' must be an int in [0, {self.num_labels}), "
+                    f"got {label!r}"
                 )
         return records
 

@@ -54,8 +54,9 @@ class ClassificationObjective(Objective):
         if hasattr(model, HEAD):
             return
         weight = next(model.parameters())
-        head = nn.Linear(model.config.hidden_size, self.num_labels, bias=False, device=weight.device,
-                         dtype=weight.dtype)
+        head = nn.Linear(
+            model.config.hidden_size, self.num_labels, bias=False, device=weight.device, dtype=weight.dtype
+        )
         nn.init.normal_(head.weight, std=getattr(model.config, "initializer_range", 0.02))
         setattr(model, HEAD, head)
 
@@ -112,13 +113,24 @@ class ClassificationAccuracy:
         try:
             for start in range(0, len(self.records), batch_size):
                 chunk = self.records[start : start + batch_size]
-                rows = [{"input_ids": tokenizer(r["text"], add_special_tokens=False)["input_ids"],
-                         "label": r["label"]} for r in chunk]
+                rows = [
+                    {
+                        "input_ids": tokenizer(r["text"], add_special_tokens=False)["input_ids"],
+                        "label": r["label"],
+                    }
+                    for r in chunk
+                ]
                 batch = collate_labelled(rows, tokenizer.pad_token_id)
-                logits = last_token_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                logits = last_token_logits(
+                    model, batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                )
                 preds.append(logits.argmax(-1).cpu())
         finally:
             model.train(was_training)
         predicted = torch.cat(preds)
         majority = torch.bincount(labels).max().item() / len(labels)
-        return {"accuracy": (predicted == labels).float().mean().item(), "majority": majority, "n": len(labels)}
+        return {
+            "accuracy": (predicted == labels).float().mean().item(),
+            "majority": majority,
+            "n": len(labels),
+        }

@@ -36,7 +36,9 @@ class KeepZeros(Pruner):
         params = dict(model.named_parameters())
         for name, mask in self.masks.items():
             if name not in params or params[name].shape != mask.shape:
-                raise ConfigError(f"prune=keep_zeros: the trained model has no weight {name} of shape "
-                                  f"{tuple(mask.shape)}; was the base structurally changed in training?")
+                raise ConfigError(
+                    f"prune=keep_zeros: the trained model has no weight {name} of shape "
+                    f"{tuple(mask.shape)}; was the base structurally changed in training?"
+                )
             params[name].masked_fill_(mask.to(params[name].device), 0.0)
         return model

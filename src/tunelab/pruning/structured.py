@@ -31,7 +31,7 @@ def _shrink(layer: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
 
 
 def _n_keep(total: int, fraction: float, what: str) -> int:
-    keep = total - int(round(total * fraction))
+    keep = total - round(total * fraction)
     if keep < 1:
         raise ConfigError(f"prune.{what}={fraction}: would remove all {total} units; keep at least one")
     return keep
@@ -63,16 +63,20 @@ class StructuredPruner(Pruner):
     @torch.no_grad()
     def prune(self, model: PreTrainedModel) -> PreTrainedModel:
         config = model.config
-        config.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        config.head_dim = (
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        )
         if self.drop_layers:
             drop_layers(model, self.score, self.drop_layers)
         layers = decoder_layers(model)
         if self.head_fraction:
             groups = config.num_key_value_heads
-            keep = _n_keep(groups, self.head_fraction, "head_fraction")
+            ratio = config.num_attention_heads // config.num_key_value_heads
+            keep = valid_head_groups(
+                _n_keep(groups, self.head_fraction, "head_fraction"), ratio, config.hidden_size
+            )
             for layer in layers:
                 prune_heads(layer.self_attn, self.score, keep, config.head_dim, groups)
-            ratio = config.num_attention_heads // config.num_key_value_heads
             config.num_key_value_heads, config.num_attention_heads = keep, keep * ratio
         if self.neuron_fraction:
             keep = _n_keep(config.intermediate_size, self.neuron_fraction, "neuron_fraction")
@@ -80,6 +84,18 @@ class StructuredPruner(Pruner):
                 prune_neurons(layer.mlp, self.score, keep)
             config.intermediate_size = keep
         return model
+
+
+def valid_head_groups(keep: int, ratio: int, hidden_size: int) -> int:
+    """The largest group count <= `keep` whose head count divides `hidden_size`.
+
+    transformers (5.x) refuses to save or load a config whose hidden size is not a multiple of
+    the number of attention heads, even with an explicit head_dim; so 6 heads of width 192 can
+    become 4 or 3, not 5.
+    """
+    while keep > 1 and hidden_size % (keep * ratio):
+        keep -= 1
+    return keep
 
 
 def prune_heads(attn: nn.Module, score, keep: int, head_dim: int, groups: int) -> None:
@@ -91,8 +107,12 @@ def prune_heads(attn: nn.Module, score, keep: int, head_dim: int, groups: int) -
         return w.reshape(groups, -1)
 
     scores = score(
-        [per_group(attn.q_proj.weight, 0), per_group(attn.k_proj.weight, 0), per_group(attn.v_proj.weight, 0),
-         per_group(attn.o_proj.weight, 1)]
+        [
+            per_group(attn.q_proj.weight, 0),
+            per_group(attn.k_proj.weight, 0),
+            per_group(attn.v_proj.weight, 0),
+            per_group(attn.o_proj.weight, 1),
+        ]
     )
     kept = keep_top(scores, keep)
     kv_rows = (kept[:, None] * head_dim + torch.arange(head_dim)).flatten()
