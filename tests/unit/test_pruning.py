@@ -162,3 +162,11 @@ def test_keep_zeros_restores_the_base_zeros_only():
     pruner.prune(base)
     assert torch.equal(base.layers[0].up_proj.weight, torch.tensor([[1.5, 0.0], [0.0, 2.5]]))
     assert torch.equal(base.layers[1].up_proj.weight, torch.tensor([[0.0, 3.5], [4.5, 5.5]]))
+
+
+def test_head_count_is_rounded_to_one_transformers_accepts():
+    from tunelab.pruning.structured import valid_head_groups
+
+    assert valid_head_groups(5, 1, 192) == 4  # 192 % 5 != 0
+    assert valid_head_groups(3, 2, 192) == 3  # 6 heads: 192 % 6 == 0
+    assert valid_head_groups(5, 2, 200) == 5  # 10 heads divide 200
