@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from tunelab.adapters.base import ExportError
 from tunelab.config import ConfigError, project_root
 from tunelab.export import export_run
 from tunelab.results.collect import Row, Run
@@ -118,7 +119,12 @@ def run_pipeline(
                 f"{records[-1]['error']}. Log: {out_dir / f'{i}_{stage.name}.log'}. "
                 f"Earlier stages kept: {done}"
             )
-        model_in = stage_output(run_dir)
+        try:
+            model_in = stage_output(run_dir)
+        except ExportError as err:  # e.g. prompt tuning: nothing to merge into the next stage's base
+            raise PipelineError(
+                f"pipeline stopped: stage {i} '{stage.name}' cannot hand on a model: {err}"
+            ) from err
         records.append(record | {"status": "completed", "output_model": str(model_in)})
         write_records(out_dir, records)
     return records
