@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from tunelab.config import ConfigError, project_root
 from tunelab.export import export_run
 from tunelab.results.collect import Row, Run
 from tunelab.results.table import build_table, to_markdown
+
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^ ]*: ")
 
 
 class PipelineError(RuntimeError):
@@ -93,7 +96,10 @@ def last_error(run_dir: Path, stderr: str) -> str:
         if error:
             return error
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+    # The exception line ("hydra.errors.MissingConfigException: ..."); Hydra prints the config
+    # search path after it, so the last line alone is not the error.
+    errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+    return errors[-1] if errors else (lines[-1] if lines else "(no output)")
 
 
 def run_pipeline(
