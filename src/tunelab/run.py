@@ -31,6 +31,7 @@ from tunelab.module import TuneLabModule
 from tunelab.neftune import neftune_callbacks
 from tunelab.precision import build_adapter_for, enable_gradient_checkpointing
 from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.pruning.stage import build_pruner, run_pruning
 from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
 from tunelab.speed import apply_speed, check_speed
 from tunelab.strategies import gather_full_model, is_primary_process
@@ -151,6 +152,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         )
     adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
     neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
+    pruner = build_pruner(cfg.get("prune"))  # prune=none: no stage
     eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
     speed = cfg.get("speed") or {}
     check_speed(**speed)  # a missing optional package is a config error, before the model loads
@@ -165,6 +167,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
 
     if cfg.get("gradient_checkpointing"):
         enable_gradient_checkpointing(loaded.model)
+    pruner.observe(loaded.model)  # recovery (prune=keep_zeros) records the base's zeros
     model = adapter.apply(loaded.model)
     objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
     apply_speed(model, **speed)  # opt-in torch.compile / Liger kernels (see docs/performance.md)
@@ -201,6 +204,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     artifact = adapter.save(model, out_dir)
     tokenizer.save_pretrained(artifact)
     metrics |= objective.save_artifacts(model, tokenizer, out_dir)
+    metrics |= run_pruning(pruner, model, adapter, tokenizer, eval_tasks, cfg.eval.batch_size, out_dir)
     tokens = int(module.train_tokens.item())
     metrics |= module.loss_summary()
     metrics |= module.metric_summary()

@@ -24,6 +24,7 @@ GROUPS = [
     "trainer",
     "eval",
     "logger",
+    "prune",
 ]
 HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b"}  # no network in tests
 NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl"}
@@ -47,7 +48,7 @@ def test_option_composes_and_instantiates(group: str, option: str):
         return
     if group == "data" and option in NEEDS_PATH:
         return
-    if group in ("adapter", "objective", "data"):
+    if group in ("adapter", "objective", "data", "prune"):
         assert instantiate(node) is not None
     if group == "optimizer":
         opt = instantiate(node.optimizer)([torch.nn.Parameter(torch.zeros(2))])

@@ -1,0 +1,104 @@
+"""Several task adapters on one base: each alone, their weighted merges, and per-task switching.
+
+Every adapter is a LoRA trained on one tiny-world task by an ordinary run. peft does the work:
+`PeftModel.load_adapter` puts them side by side under their task names, `add_weighted_adapter`
+builds a merged adapter (combination `cat`: the exact weighted sum of the updates, sum_i w_i B_i A_i;
+`linear`: a rank-r average of A's and B's, which adds cross terms; `svd`, `ties`, ... as peft
+offers), and `set_adapter` picks one per task at inference ("routed": each task answered by the
+adapter trained on it). Every variant is scored on every task with the exact-match eval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tunelab.config import ConfigError
+from tunelab.evaluation.exact_match import ExactMatchTask
+from tunelab.world import tasks
+
+BASE = "base (no adapter)"
+ROUTED = "routed (per-task adapter)"
+
+
+def load_adapters(base: PreTrainedModel, adapters: dict[str, Path]) -> PeftModel:
+    """One PeftModel holding every adapter under its own name."""
+    if not adapters:
+        raise ConfigError("no adapters given: pass at least one NAME=RUN_DIR")
+    names = list(adapters)
+    model = PeftModel.from_pretrained(base, adapters[names[0]], adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(adapters[name], adapter_name=name)
+    return model
+
+
+def add_merge(model: PeftModel, names: Sequence[str], weights: Sequence[float], combination: str) -> str:
+    """Add the weighted merge of `names` as a new adapter; returns its name."""
+    if len(weights) != len(names):
+        raise ConfigError(f"weights={list(weights)}: expected one weight per adapter {list(names)}")
+    merged = f"merge_{combination}"
+    model.add_weighted_adapter(list(names), list(weights), merged, combination_type=combination)
+    return merged
+
+
+def exact_match_task(task: str, limit: int | None) -> ExactMatchTask:
+    """The chat exact-match eval of a task, with room for its longest answer (+ the end token)."""
+    longest = max(len(ex.completion) for ex in tasks.load_split(task, "test"))
+    return ExactMatchTask(task=task, style="chat", limit=limit, max_new_tokens=longest + 1)
+
+
+def score(model: PeftModel, tokenizer, task_names: list[str], limit: int | None, batch_size: int) -> dict:
+    """`{task: exact match}` of the model's active adapter."""
+    return {
+        t: exact_match_task(t, limit).run(model, tokenizer, batch_size)["exact_match"] for t in task_names
+    }
+
+
+def compare(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task_names: list[str],
+    combinations: Sequence[str] = ("cat",),
+    weights: Sequence[float] | None = None,
+    limit: int | None = 200,
+    batch_size: int = 100,
+) -> dict[str, dict[str, float]]:
+    """`{variant: {task: exact match}}` for the base, each adapter, each merge, and routing."""
+    singles = list(model.peft_config)
+    weights = list(weights) if weights is not None else [1.0] * len(singles)
+    results: dict[str, dict[str, float]] = {}
+    with model.disable_adapter():
+        results[BASE] = score(model, tokenizer, task_names, limit, batch_size)
+    for name in singles:
+        model.set_adapter(name)
+        results[name] = score(model, tokenizer, task_names, limit, batch_size)
+    for combination in combinations:
+        merged = add_merge(model, singles, weights, combination)
+        model.set_adapter(merged)
+        results[merged] = score(model, tokenizer, task_names, limit, batch_size)
+    # Switching is exact, so routing scores each task with the adapter named after it.
+    results[ROUTED] = {t: results[t][t] if t in results else float("nan") for t in task_names}
+    return results
+
+
+def to_markdown(results: dict[str, dict[str, float]], task_names: list[str]) -> str:
+    """Rows: variants; columns: tasks and their mean; bold: best per column."""
+    cols = [*task_names, "mean"]
+    table = {v: {**s, "mean": sum(s[t] for t in task_names) / len(task_names)} for v, s in results.items()}
+    best = {c: max(row[c] for row in table.values()) for c in cols}
+    lines = ["| adapter | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for variant, row in table.items():
+        cells = [f"**{row[c]:.3f}**" if row[c] == best[c] else f"{row[c]:.3f}" for c in cols]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nExact match on held-out chat items of each task.\n"
+
+
+def write_results(out: Path, results: dict, task_names: list[str], meta: dict) -> None:
+    """results.json and table.md under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"scores": results, **meta}, indent=2) + "\n")
+    (out / "table.md").write_text(to_markdown(results, task_names))
