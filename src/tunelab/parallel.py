@@ -99,3 +99,26 @@ def gather_tensor_parallel(model: nn.Module) -> None:
             # The plan's input/output redistribution hooks live on these linear modules only.
             linear._forward_pre_hooks.clear()
             linear._forward_hooks.clear()
+
+
+def gather_fully_sharded(model: nn.Module) -> None:
+    """After an FSDP2 (`fully_shard`) fit, make the model plain again: full weights, no FSDP hooks.
+
+    A collective (every rank calls it): each sharded parameter is all-gathered with
+    `full_tensor()`; then every FSDP module gets its own class back and loses the hooks that would
+    all-gather on each forward, so rank 0 can evaluate and save alone.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if hasattr(param, "full_tensor"):
+                full = param.full_tensor().detach()
+                setattr(module, name, nn.Parameter(full, requires_grad=param.requires_grad))
+    for module in model.modules():
+        # fully_shard marks every module it manages; generate() would then sync with other ranks
+        module.__dict__.pop("_is_fsdp_managed_module", None)
+        if isinstance(module, FSDPModule):
+            module._forward_pre_hooks.clear()
+            module._forward_hooks.clear()
+            module.__class__ = next(c for c in type(module).__mro__[1:] if not issubclass(c, FSDPModule))

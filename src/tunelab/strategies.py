@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from tunelab.parallel import gather_tensor_parallel
+from tunelab.parallel import gather_fully_sharded, gather_tensor_parallel
 
 
 def fsdp(
@@ -68,7 +68,7 @@ def gather_full_model(trainer: L.Trainer, model: nn.Module) -> None:
     """
     if isinstance(trainer.strategy, ModelParallelStrategy):
         if trainer.strategy.device_mesh["data_parallel"].size() > 1:
-            return  # FSDP2 across replicas: no gather here; evaluation after fit is not supported
+            gather_fully_sharded(model)  # FSDP2 across replicas: whole weights first
         gather_tensor_parallel(model)
         return
     if not isinstance(trainer.strategy, FSDPStrategy):
