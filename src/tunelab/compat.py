@@ -197,6 +197,17 @@ def tensor_parallel_needs_full(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
+def validation_needs_data(cfg: DictConfig, m: Machine) -> str | None:
+    """A validation loop (early stopping monitors it) needs examples held out of training."""
+    if cfg.trainer.get("limit_val_batches") and not cfg.data.get("val_size"):
+        return (
+            f"trainer.limit_val_batches={cfg.trainer.limit_val_batches} (validation on, e.g. "
+            f"early_stopping=val_loss) but data.val_size={cfg.data.get('val_size')}: hold out some "
+            "examples with data.val_size=N"
+        )
+    return None
+
+
 RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     precision_needs_cuda,
     bf16_needs_support,
@@ -209,6 +220,7 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     galore_unsharded,
     tensor_parallel_without_clipping,
     tensor_parallel_needs_full,
+    validation_needs_data,
 ]
 
 

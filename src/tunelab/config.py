@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message names the keys and what was expected."""
+
+
+def instantiate_clearly(node: Any, errors: tuple[type[BaseException], ...] = (ConfigError,)) -> Any:
+    """`hydra.utils.instantiate`, re-raising a (nested) constructor's `errors` as themselves.
+
+    Hydra wraps every constructor error in InstantiationException, burying the one clear message
+    (and its type) that the constructor wrote.
+    """
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, errors):
+            raise cause from None
+        raise
 
 
 def project_root() -> Path:

@@ -43,3 +43,4 @@ def test_validation_without_held_out_data_is_a_clear_error(tmp_path):
     run = tmp_path / "run"
     proc = run_train([f"hydra.run.dir={run}", *COMMON, "data.val_size=0"], check=False)
     assert proc.returncode != 0 and "data.val_size=0: hold out some examples" in proc.stderr
+    assert "Loading" not in proc.stderr  # refused before the model loads

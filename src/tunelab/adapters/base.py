@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 from transformers import PreTrainedModel
 
-from tunelab.config import ConfigError
+from tunelab.config import instantiate_clearly
 
 
 class ExportError(RuntimeError):
@@ -61,17 +59,8 @@ class Adapter:
 
 
 def build_adapter(node: Any) -> Adapter:
-    """Instantiate `cfg.adapter`, re-raising a constructor's ConfigError as itself.
-
-    Hydra wraps every constructor error in InstantiationException; unwrapping keeps the one
-    clear message (and its type) that the adapter wrote.
-    """
-    try:
-        return instantiate(node)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ConfigError):
-            raise err.__cause__ from None
-        raise
+    """Instantiate `cfg.adapter`; a constructor's ConfigError arrives as itself."""
+    return instantiate_clearly(node)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -8,12 +8,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError
+from tunelab.config import ConfigError, instantiate_clearly
 from tunelab.data.collate import pad_batch
 from tunelab.data.selection import Filter, View, select
 from tunelab.data.sources import DataError
@@ -95,14 +93,10 @@ class TokenizedDataModule(L.LightningDataModule):
         """Held-out batches the objective scores before and after training; None: no such set."""
         return None
 
-    def val_dataloader(self) -> DataLoader:
-        """The held-out validation examples (`val_size`), in order, batched as for training."""
-        if not self.val_examples:
-            raise ConfigError(
-                "validation is on (trainer.limit_val_batches > 0, e.g. early_stopping=val_loss) but "
-                f"data.val_size={self.val_size}: hold out some examples with data.val_size=N"
-            )
-        return self.batches(self.val_examples)
+    def val_dataloader(self) -> DataLoader | list:
+        """The held-out validation examples (`val_size`), in order; none (no validation loop)
+        without them."""
+        return self.batches(self.val_examples) if self.val_examples else []
 
     def batches(self, examples: list[dict]) -> DataLoader:
         """Unshuffled padded batches of `examples`."""
@@ -133,14 +127,6 @@ def split_off(examples: list[dict], size: int, seed: int) -> tuple[list[dict], l
 
 
 def build_data(node: Any) -> TokenizedDataModule:
-    """Instantiate `cfg.data`, re-raising a DataError or ConfigError from any nested constructor
-    as itself: Hydra wraps each in InstantiationException, which buries the one clear message."""
-    try:
-        return instantiate(node)
-    except InstantiationException as err:
-        cause: BaseException | None = err
-        while isinstance(cause, InstantiationException):
-            cause = cause.__cause__
-        if isinstance(cause, (DataError, ConfigError)):
-            raise cause from None
-        raise
+    """Instantiate `cfg.data`; a DataError or ConfigError from any nested constructor (a record
+    reader, a filter) arrives as itself, with its one clear message."""
+    return instantiate_clearly(node, (DataError, ConfigError))

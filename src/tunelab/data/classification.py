@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.sources import DataError
+from tunelab.resume import ResumableSampler
 
 
 def collate_labelled(examples: list[dict], pad_id: int) -> dict[str, Tensor]:
@@ -72,7 +73,7 @@ class ClassificationDataModule(TokenizedDataModule):
         return DataLoader(
             self.train_examples,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=ResumableSampler(len(self.train_examples), self.seed),  # see tunelab.resume
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(collate_labelled, pad_id=self.tokenizer.pad_token_id),
         )

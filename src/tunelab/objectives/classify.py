@@ -9,17 +9,16 @@ exactly like the trained model. Accuracy on held-out items is the eval task `Cla
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from peft import PeftModel
 from torch import Tensor, nn
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from tunelab.data.classification import collate_labelled
 from tunelab.objectives.base import Objective, ObjectiveOutput
+from tunelab.objectives.reward import export_sequence_classifier
 
 HEAD = "classification_head"  # the attribute the head lives under on the trained model
 
@@ -74,21 +73,7 @@ class ClassificationObjective(Objective):
 
 def export_classifier(model: nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     """Save an `AutoModelForSequenceClassification` computing what `last_token_logits` computes."""
-    lm = copy.deepcopy(model)  # merging must not change the caller's model
-    head = getattr(lm, HEAD)
-    if isinstance(lm, PeftModel):
-        lm = lm.merge_and_unload()
-    config = copy.deepcopy(lm.config)
-    config.num_labels, config.architectures = head.out_features, None
-    config.pad_token_id = tokenizer.pad_token_id  # HF pools the last non-pad token
-    classifier = AutoModelForSequenceClassification.from_config(config, dtype=head.weight.dtype)
-    missing, _ = classifier.load_state_dict(lm.state_dict(), strict=False)
-    if set(missing) != {"score.weight"}:
-        raise RuntimeError(f"classifier export: base weights did not map (missing {missing})")
-    with torch.no_grad():
-        classifier.score.weight.copy_(head.weight)
-    classifier.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
+    export_sequence_classifier(model, tokenizer, target, HEAD)
 
 
 class ClassificationAccuracy:

@@ -69,17 +69,25 @@ class RewardModelObjective(Objective):
 
 def export_reward_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     """Save an `AutoModelForSequenceClassification` that scores exactly like `last_token_rewards`."""
+    export_sequence_classifier(model, tokenizer, target, HEAD)
+
+
+def export_sequence_classifier(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path, head_attribute: str
+) -> None:
+    """Save the LM (adapter merged) with its linear head `head_attribute` as HF's `score` layer:
+    an `AutoModelForSequenceClassification` that pools the last non-pad token as we do."""
     lm = copy.deepcopy(model)  # merging must not change the caller's model
-    head = getattr(lm, HEAD)
+    head = getattr(lm, head_attribute)
     if isinstance(lm, PeftModel):
         lm = lm.merge_and_unload()
     config = copy.deepcopy(lm.config)
-    config.num_labels, config.architectures = 1, None
-    config.pad_token_id = tokenizer.pad_token_id  # HF scores the last non-pad token
+    config.num_labels, config.architectures = head.out_features, None
+    config.pad_token_id = tokenizer.pad_token_id  # HF pools the last non-pad token
     scorer = AutoModelForSequenceClassification.from_config(config, dtype=head.weight.dtype)
     missing, _ = scorer.load_state_dict(lm.state_dict(), strict=False)
     if set(missing) != {"score.weight"}:
-        raise RuntimeError(f"reward export: base weights did not map onto the scorer (missing {missing})")
+        raise RuntimeError(f"{target.name} export: base weights did not map (missing {missing})")
     with torch.no_grad():
         scorer.score.weight.copy_(head.weight)
     scorer.save_pretrained(target, safe_serialization=True)

@@ -12,13 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.adapters.base import Adapter
-from tunelab.config import ConfigError
+from tunelab.config import instantiate_clearly
 from tunelab.evaluation.runner import evaluate
 from tunelab.pruning.base import NoPruning, Pruner, sparsity_stats
 
@@ -27,14 +25,7 @@ PRUNED_DIR = "pruned"
 
 def build_pruner(node: Any) -> Pruner:
     """`cfg.prune` instantiated (NoPruning when absent); a constructor's ConfigError as itself."""
-    if node is None:
-        return NoPruning()
-    try:
-        return instantiate(node)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ConfigError):
-            raise err.__cause__ from None
-        raise
+    return NoPruning() if node is None else instantiate_clearly(node)
 
 
 def run_pruning(
