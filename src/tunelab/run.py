@@ -105,6 +105,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loaded = instantiate(cfg.model)
     tokenizer = loaded.tokenizer
     data.attach_tokenizer(tokenizer)
+    objective.attach_tokenizer(tokenizer)  # online objectives decode what they sample
     samples = out_dir / "samples.jsonl"
     metrics: dict[str, Any] = {}
     if cfg.eval.before:
