@@ -1,0 +1,86 @@
+"""The reward registry: built-in rewards, weighted sums, user functions, clear config errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tunelab.config import ConfigError
+from tunelab.objectives.rewards import REWARDS, RewardSet, register_reward, resolve_reward
+
+PROMPTS = ["What is 1+2?", "What is 10+5?", "What is 3+3?"]
+ANSWERS = ["1+2=3", "10+5=15", "3+3=6"]
+COMPLETIONS = ["1+2=3", "10+5=16", "six"]
+
+
+def test_builtin_rewards_by_hand():
+    assert resolve_reward("exact_match")(PROMPTS, COMPLETIONS, ANSWERS) == [1.0, 0.0, 0.0]
+    assert resolve_reward("format")(PROMPTS, COMPLETIONS, ANSWERS) == [1.0, 1.0, 0.0]
+    assert resolve_reward("final_answer")(PROMPTS, ["1+2=3", "5+10=15", "6"], ANSWERS) == [1.0, 1.0, 1.0]
+
+
+def test_exact_match_reads_the_first_line_like_the_eval():
+    assert resolve_reward("exact_match")(["p"], [" 1+2=3 \nmore"], ["1+2=3"]) == [1.0]
+
+
+def test_weighted_sum_and_per_reward_metrics():
+    rewards = RewardSet([{"name": "exact_match", "weight": 1.0}, {"name": "format", "weight": 0.5}])
+    total, metrics = rewards(PROMPTS, COMPLETIONS, ANSWERS)
+    assert total.tolist() == pytest.approx([1.5, 0.5, 0.0])
+    assert metrics["reward/exact_match"].item() == pytest.approx(1 / 3)
+    assert metrics["reward/format"].item() == pytest.approx(2 / 3)
+
+
+def test_extra_keys_are_passed_as_keyword_arguments():
+    rewards = RewardSet([{"name": "format", "pattern": "[a-z]+"}])
+    assert rewards(PROMPTS, COMPLETIONS, ANSWERS)[0].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_user_function_as_module_colon_function(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(
+        "def brevity(prompts, completions, answers, limit=4):\n"
+        "    return [float(len(c) <= limit) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rewards = RewardSet([{"name": "my_rewards:brevity", "limit": 5}])
+    assert rewards(PROMPTS, COMPLETIONS, ANSWERS)[0].tolist() == [1.0, 0.0, 1.0]
+    sys.modules.pop("my_rewards", None)
+
+
+def test_registering_a_reward_makes_it_available_by_name():
+    @register_reward("test_length")
+    def length(prompts, completions, answers):
+        return [float(len(c)) for c in completions]
+
+    try:
+        assert RewardSet(["test_length"])(PROMPTS, COMPLETIONS, ANSWERS)[0].tolist() == [5.0, 7.0, 3.0]
+    finally:
+        REWARDS.pop("test_length")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "no_such_reward"}, "not registered"),
+        ({"name": "no_such_module_xyz:fn"}, "cannot import"),
+        ({"name": "math:no_such_fn"}, "cannot import"),
+        ({"name": "math:pi"}, "not callable"),
+        ({"weight": 1.0}, "'name'"),
+    ],
+)
+def test_bad_reward_config_is_one_config_error(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        RewardSet([spec])
+
+
+def test_reward_returning_the_wrong_count_fails_clearly():
+    @register_reward("test_short")
+    def short(prompts, completions, answers):
+        return [1.0]
+
+    try:
+        with pytest.raises(ValueError, match="returned 1 values for 3"):
+            RewardSet(["test_short"])(PROMPTS, COMPLETIONS, ANSWERS)
+    finally:
+        REWARDS.pop("test_short")
