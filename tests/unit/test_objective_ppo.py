@@ -24,7 +24,9 @@ def test_gae_hand_worked_example():
 def test_gae_treats_the_token_after_the_span_as_terminal():
     # Trailing padding (value 7, reward 5) must not leak into the last real token.
     # t=1: δ = 1 - 0.2 = 0.8; t=0: δ = 0.9·0.2 - 0.5 = -0.32, A = -0.32 + 0.72·0.8 = 0.256
-    adv, _ = gae(torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.2, 7.0]]), torch.tensor([[1, 1, 0]]), 0.9, 0.8)
+    adv, _ = gae(
+        torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.2, 7.0]]), torch.tensor([[1, 1, 0]]), 0.9, 0.8
+    )
     assert adv[0].tolist() == pytest.approx([0.256, 0.8, 0.0])
 
 
@@ -43,7 +45,9 @@ def test_token_rewards_put_the_score_on_the_last_completion_token():
 def test_clipped_value_loss_by_hand():
     # V=1.0 from V_old=0.5 clipped to 0.7: max((1-2)², (0.7-2)²)/2 = 0.845, clip active.
     # V=0.6 within the clip: (0.6-0)²/2 = 0.18.
-    loss, clipped = clipped_value_loss(torch.tensor([1.0, 0.6]), torch.tensor([0.5, 0.5]), torch.tensor([2.0, 0.0]), 0.2)
+    loss, clipped = clipped_value_loss(
+        torch.tensor([1.0, 0.6]), torch.tensor([0.5, 0.5]), torch.tensor([2.0, 0.0]), 0.2
+    )
     assert loss.tolist() == pytest.approx([0.845, 0.18])
     assert clipped.tolist() == [True, False]
 

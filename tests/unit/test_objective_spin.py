@@ -103,7 +103,11 @@ def test_rejected_answers_come_from_the_t_minus_1_model_once_per_prompt(monkeypa
     assert calls == [reference.target]  # the frozen t-1 model, and only once
     # Greedy answers of the t-1 model, recomputed here with generate directly.
     expected = reference.target.generate(
-        input_ids=torch.tensor([[7, 8, 9]]), max_new_tokens=4, do_sample=False, pad_token_id=PAD, eos_token_id=EOS
+        input_ids=torch.tensor([[7, 8, 9]]),
+        max_new_tokens=4,
+        do_sample=False,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
     )[0, 3:].tolist()
     if EOS in expected:
         expected = expected[: expected.index(EOS) + 1]

@@ -26,7 +26,10 @@ def prompt_record(record: object, where: str) -> dict:
         raise DataError(f"{where}: expected fields 'prompt' and 'answer'")
     if not isinstance(record["answer"], str):
         raise DataError(f"{where}: field 'answer': expected a string, got {type(record['answer']).__name__}")
-    return {"prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"), "answer": record["answer"]}
+    return {
+        "prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"),
+        "answer": record["answer"],
+    }
 
 
 def collate_prompts(examples: list[dict], pad_id: int) -> dict[str, Tensor | list[str]]:

@@ -57,7 +57,9 @@ def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
-def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float) -> tuple[Tensor, Tensor]:
+def clipped_value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, clip: float
+) -> tuple[Tensor, Tensor]:
     """½·max((V - R)², (V_old + clip(V - V_old, ±c) - R)²) per token, and where the clip won."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     plain, bounded = (values - returns) ** 2, (clipped - returns) ** 2
@@ -136,7 +138,9 @@ class PPOObjective(OnlineObjective):
     def __call__(self, model: nn.Module, batch: dict[str, Any], reference: Any = None) -> ObjectiveOutput:
         r = self.current_rollout(model, batch, reference)
         logprobs, mask, values = self.forward(model, r["rollout"])
-        pg, clipped = clipped_policy_loss(logprobs, r["old_logprobs"], r["advantages"], self.epsilon, self.epsilon)
+        pg, clipped = clipped_policy_loss(
+            logprobs, r["old_logprobs"], r["advantages"], self.epsilon, self.epsilon
+        )
         vf, vf_clipped = clipped_value_loss(values, r["old_values"], r["returns"], self.value_clip)
         policy_loss, value_loss = masked_mean(pg, mask), masked_mean(vf, mask)
         metrics = dict(r["metrics"])
@@ -153,5 +157,8 @@ class PPOObjective(OnlineObjective):
     def save_artifacts(self, model: nn.Module, tokenizer, out_dir: Path) -> dict:
         """The run summary, and the value head as `value_head.safetensors`."""
         head = getattr(model, HEAD)
-        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, out_dir / f"{HEAD}.safetensors")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+            out_dir / f"{HEAD}.safetensors",
+        )
         return {**super().save_artifacts(model, tokenizer, out_dir), "value_head": f"{HEAD}.safetensors"}

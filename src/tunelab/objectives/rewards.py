@@ -76,7 +76,9 @@ def resolve_reward(name: str) -> RewardFn:
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as err:
-            raise ConfigError(f"reward {name!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
+            raise ConfigError(
+                f"reward {name!r}: cannot import {attr!r} from {module_name!r} ({err})"
+            ) from err
         if not callable(fn):
             raise ConfigError(f"reward {name!r}: {module_name}.{attr} is not callable")
         return fn

@@ -25,7 +25,9 @@ from tunelab.objectives.dpo import DPOObjective
 from tunelab.objectives.online import StepClock
 
 
-def pair_rows(prompts: list[list[int]], real: list[list[int]], generated: list[list[int]], pad_id: int) -> dict:
+def pair_rows(
+    prompts: list[list[int]], real: list[list[int]], generated: list[list[int]], pad_id: int
+) -> dict:
     """A preference batch: prompt + real answer for every prompt, then prompt + generated answer."""
     rows = [join(p, y, 10**9) for p, y in zip(prompts, real, strict=True)]
     rows += [join(p, y, 10**9) for p, y in zip(prompts, generated, strict=True)]
@@ -69,11 +71,15 @@ class SPINObjective(DPOObjective):
         if reference is None:
             raise ValueError("objective 'spin' needs the previous iteration's model as its reference")
         self.clock.start()
-        prompts = [ids[m.bool()].tolist() for ids, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        prompts = [
+            ids[m.bool()].tolist() for ids, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        ]
         real = [t[t != IGNORE_INDEX].tolist() for t in batch["target_ids"]]
         generated = self.opponent_answers(reference, batch, prompts)
         pairs = pair_rows(prompts, real, generated, self.tokenizer.pad_token_id)
-        out = super().__call__(model, {k: v.to(batch["input_ids"].device) for k, v in pairs.items()}, reference)
+        out = super().__call__(
+            model, {k: v.to(batch["input_ids"].device) for k, v in pairs.items()}, reference
+        )
         same = torch.tensor([g == r for g, r in zip(generated, real, strict=True)], dtype=torch.float32)
         out.metrics |= {
             "generated_matches_real": same.mean(),  # pairs with nothing to learn (margin 0)
