@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import torch
 
 from tunelab.config import ConfigError
 from tunelab.objectives.rewards import REWARDS, RewardSet, register_reward, resolve_reward
@@ -84,3 +85,29 @@ def test_reward_returning_the_wrong_count_fails_clearly():
             RewardSet(["test_short"])(PROMPTS, COMPLETIONS, ANSWERS)
     finally:
         REWARDS.pop("test_short")
+
+
+def test_reward_model_scores_the_chat_like_the_exported_scorer(tmp_path, tiny_model_dir):
+    # A reward model directory as objective=reward exports it: a sequence classifier, one label.
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    scorer = AutoModelForSequenceClassification.from_config(config).eval()
+    scorer.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    scores = RewardSet([{"name": "reward_model", "path": str(tmp_path)}])(
+        PROMPTS[:2], COMPLETIONS[:2], ANSWERS[:2]
+    )
+    for i in range(2):  # one unpadded row at a time: the score of its last token
+        text = f"<|user|>{PROMPTS[i]}<|end|><|assistant|>{COMPLETIONS[i]}<|end|>"
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            assert scores[0][i].item() == pytest.approx(scorer(**ids).logits[0, 0].item(), abs=1e-5)
+
+
+def test_reward_model_without_a_directory_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="reward_model"):
+        RewardSet([{"name": "reward_model", "path": str(tmp_path / "missing")}])(["p"], ["c"], ["a"])
