@@ -103,18 +103,18 @@ class GRPOObjective(OnlineObjective):
         old = None
         if self.num_iterations > 1:  # μ = 1: the old policy is the current one, detached
             with torch.no_grad():
-                old = token_logprobs(model, rollout)[0]
+                old = token_logprobs(model, rollout, self.temperature)[0]
         return {
             "rollout": rollout,
             "advantages": group_advantages(rewards, g, self.scale_rewards),
             "old_logprobs": old,
-            "ref_logprobs": reference_logprobs(reference, rollout) if self.beta else None,
+            "ref_logprobs": reference_logprobs(reference, rollout, self.temperature) if self.beta else None,
             "metrics": self.rollout_metrics(rollout, rewards) | reward_parts,
         }
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], reference: Any = None) -> ObjectiveOutput:
         r = self.current_rollout(model, batch, reference)
-        logprobs, mask = token_logprobs(model, r["rollout"])
+        logprobs, mask = token_logprobs(model, r["rollout"], self.temperature)
         old = logprobs.detach() if r["old_logprobs"] is None else r["old_logprobs"]
         advantages = r["advantages"].unsqueeze(-1)  # one per completion, shared by its tokens
         per_token, clipped = clipped_policy_loss(logprobs, old, advantages, self.eps_low, self.eps_high)

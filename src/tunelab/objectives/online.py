@@ -19,11 +19,15 @@ from tunelab.generation import GenerationSettings, Rollout, position_ids, sample
 from tunelab.objectives.base import IGNORE_INDEX, Objective, shifted_token_logprobs
 
 
-def token_logprobs(model: nn.Module, rollout: Rollout, hidden: bool = False) -> tuple[Tensor, ...]:
+def token_logprobs(
+    model: nn.Module, rollout: Rollout, temperature: float = 1.0, hidden: bool = False
+) -> tuple[Tensor, ...]:
     """Log-prob of every completion token, its mask, and optionally the last hidden states.
 
     All three are (N, L - 1), aligned so that position t scores token t + 1 from the state at t.
     Positions follow the attention mask, as in `generate`, so left padding changes nothing.
+    Logits are divided by the sampling temperature: the ratio and the KL are those of the
+    distribution the completions were sampled from (as TRL computes them).
     """
     labels = rollout.sequences.masked_fill(~rollout.completion_mask, IGNORE_INDEX)
     out = model(
@@ -32,14 +36,14 @@ def token_logprobs(model: nn.Module, rollout: Rollout, hidden: bool = False) -> 
         position_ids=position_ids(rollout.attention_mask),
         output_hidden_states=hidden,
     )
-    logprobs, mask = shifted_token_logprobs(out.logits, labels)
+    logprobs, mask = shifted_token_logprobs(out.logits / temperature, labels)
     if hidden:
         return logprobs, mask, out.hidden_states[-1][:, :-1]
     return logprobs, mask
 
 
 @torch.no_grad()
-def reference_logprobs(reference: Any, rollout: Rollout) -> Tensor:
+def reference_logprobs(reference: Any, rollout: Rollout, temperature: float = 1.0) -> Tensor:
     """Token log-probs under the frozen reference (tunelab.reference.ModelReference), eval mode."""
     model = reference.target
     was_training = model.training
@@ -47,7 +51,7 @@ def reference_logprobs(reference: Any, rollout: Rollout) -> Tensor:
     try:
         with model.disable_adapter() if reference.disable_adapter else nullcontext():
             reference.forwards += 1
-            return token_logprobs(model, rollout)[0]
+            return token_logprobs(model, rollout, temperature)[0]
     finally:
         model.train(was_training)
 
@@ -154,6 +158,11 @@ class OnlineObjective(Objective):
         )
         self.clock.add_generation(rollout.seconds)
         return rollout
+
+    @property
+    def temperature(self) -> float:
+        """The temperature completions are sampled at (1 for greedy decoding)."""
+        return self.generation.temperature if self.generation.do_sample else 1.0
 
     def decode(self, rollout: Rollout) -> list[str]:
         """Completion texts, special tokens stripped (what reward functions read)."""

@@ -110,7 +110,7 @@ class PPOObjective(OnlineObjective):
 
     def forward(self, model: nn.Module, rollout) -> tuple[Tensor, Tensor, Tensor]:
         """Token log-probs, their mask and values V_t of the state before each token."""
-        logprobs, mask, hidden = token_logprobs(model, rollout, hidden=True)
+        logprobs, mask, hidden = token_logprobs(model, rollout, self.temperature, hidden=True)
         head = getattr(model, HEAD)
         values = head(hidden.to(head.weight.dtype)).squeeze(-1).float()
         return logprobs, mask, values
@@ -121,7 +121,7 @@ class PPOObjective(OnlineObjective):
         score = score.to(rollout.sequences.device)
         with torch.no_grad():
             old_logprobs, mask, old_values = self.forward(model, rollout)
-        kl = (old_logprobs - reference_logprobs(reference, rollout)) * mask
+        kl = (old_logprobs - reference_logprobs(reference, rollout, self.temperature)) * mask
         rewards = token_rewards(score, kl, mask, self.kl_coef)
         advantages, returns = gae(rewards, old_values, mask, self.gamma, self.lam)
         metrics = self.rollout_metrics(rollout, score) | reward_parts
