@@ -56,3 +56,43 @@ def test_whiten_uses_only_masked_positions():
     values = torch.tensor([[1.0, 3.0, 100.0]])
     out = whiten(values, torch.tensor([[1, 1, 0]]))
     assert out[0].tolist() == pytest.approx([-1.0, 1.0, 0.0], abs=1e-4)
+
+
+def test_ppo_first_step_value_loss_regresses_on_hand_returns():
+    # Step 1: policy == reference (KL 0) and the zero value head predicts 0, so the rewards are the
+    # score on each completion's last token and R_t = (γλ)^(steps to the end) · score.
+    from tests.unit.online_helpers import StubTokenizer, prompt_batch, tiny_llama
+    from tunelab.objectives.ppo import PPOObjective
+    from tunelab.reference import build_reference
+
+    torch.manual_seed(2)
+    model = tiny_llama()
+    objective = PPOObjective(
+        rewards=["tests.unit.online_helpers:first_letter"],
+        lam=0.9,
+        vf_coef=0.5,
+        num_iterations=2,
+        generation={"max_new_tokens": 3},
+    )
+    objective.prepare_model(model)
+    objective.attach_tokenizer(StubTokenizer())
+    out = objective(model, prompt_batch(), reference=build_reference(model))
+    completions = objective._rollout["rollout"].completion_ids()
+    texts = StubTokenizer().batch_decode(completions)
+    squares = []
+    for text, completion in zip(texts, completions, strict=True):
+        score = float(ord(text[0]) % 5) if text else 0.0
+        n = len(completion)
+        squares += [(0.9 ** (n - 1 - t) * score) ** 2 for t in range(n)]
+    value_loss = 0.5 * sum(squares) / len(squares)
+    assert value_loss > 0  # the samples' scores differ from 0: the check is not vacuous
+    assert out.metrics["value_loss"].item() == pytest.approx(value_loss, rel=1e-5)
+    assert out.metrics["kl"].item() == pytest.approx(0.0, abs=1e-6)
+    assert abs(out.metrics["policy_loss"].item()) < 1e-6  # whitened advantages, ratio 1
+    out.loss.backward()
+    assert model.value_head.weight.grad.abs().sum() > 0
+
+    # The second step reuses the rollout: no new sample, same old log-probs.
+    first = objective._rollout
+    objective(model, prompt_batch(), reference=build_reference(model))
+    assert objective._rollout is first and len(objective.reward_history) == 1

@@ -102,8 +102,9 @@ class PPOObjective(OnlineObjective):
         """Attach the trainable value head (zero-initialised: V = 0 until it learns)."""
         if hasattr(model, HEAD):
             return
-        weight = next(model.parameters())
-        head = nn.Linear(model.config.hidden_size, 1, device=weight.device, dtype=weight.dtype)
+        # float32 whatever the backbone's dtype (quantised weights have none a head could use)
+        device = model.get_input_embeddings().weight.device
+        head = nn.Linear(model.config.hidden_size, 1, device=device, dtype=torch.float32)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         setattr(model, HEAD, head)
@@ -112,7 +113,7 @@ class PPOObjective(OnlineObjective):
         """Token log-probs, their mask and values V_t of the state before each token."""
         logprobs, mask, hidden = token_logprobs(model, rollout, self.temperature, hidden=True)
         head = getattr(model, HEAD)
-        values = head(hidden.to(head.weight.dtype)).squeeze(-1).float()
+        values = head(hidden.float()).squeeze(-1)
         return logprobs, mask, values
 
     def make_rollout(self, model: nn.Module, batch: dict[str, Any], reference: Any) -> dict[str, Any]:
