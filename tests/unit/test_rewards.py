@@ -21,6 +21,15 @@ def test_builtin_rewards_by_hand():
     assert resolve_reward("final_answer")(PROMPTS, ["1+2=3", "5+10=15", "6"], ANSWERS) == [1.0, 1.0, 1.0]
 
 
+def test_digit_match_gives_partial_credit_by_position():
+    completions = ["1+2=3", "10+5=16", "3+3=612", "9"]
+    answers = ["1+2=3", "10+5=15", "3+3=6", "4+4=8"]
+    # 1/1; "16" vs "15": 1 of 2; "612" vs "6": 1 of 3; "9" vs "8": 0 of 1
+    assert resolve_reward("digit_match")(["p"] * 4, completions, answers) == pytest.approx(
+        [1.0, 0.5, 1 / 3, 0.0]
+    )
+
+
 def test_exact_match_reads_the_first_line_like_the_eval():
     assert resolve_reward("exact_match")(["p"], [" 1+2=3 \nmore"], ["1+2=3"]) == [1.0]
 
