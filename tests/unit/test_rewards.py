@@ -30,6 +30,12 @@ def test_digit_match_gives_partial_credit_by_position():
     )
 
 
+def test_char_match_credits_characters_in_place():
+    # "13+55=68" vs "13+54=67": 6 of 8 in place; "1+2=3x" vs "1+2=3": 5 of 6
+    scores = resolve_reward("char_match")(["p", "p"], ["13+55=68", "1+2=3x"], ["13+54=67", "1+2=3"])
+    assert scores == pytest.approx([6 / 8, 5 / 6])
+
+
 def test_exact_match_reads_the_first_line_like_the_eval():
     assert resolve_reward("exact_match")(["p"], [" 1+2=3 \nmore"], ["1+2=3"]) == [1.0]
 

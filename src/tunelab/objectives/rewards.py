@@ -77,6 +77,20 @@ def digit_match(prompts: Sequence[str], completions: Sequence[str], answers: Seq
     return scores
 
 
+@register_reward("char_match")
+def char_match(prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """Partial credit over the whole reply: characters equal to the ground truth's, in place.
+
+    The tiny SFT model's arithmetic errors are mostly a miscopied operand ("13+55=68" for
+    "13+54=67"); this credits every character it got right.
+    """
+    scores = []
+    for c, a in zip(completions, answers, strict=True):
+        got, want = first_line(c), a.strip()
+        scores.append(sum(x == y for x, y in zip(got, want, strict=False)) / max(len(got), len(want), 1))
+    return scores
+
+
 @register_reward("format")
 def format_reward(
     prompts: Sequence[str],
