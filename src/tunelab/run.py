@@ -160,6 +160,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     loaded = instantiate(cfg.model)
     tokenizer = loaded.tokenizer
     data.attach_tokenizer(tokenizer)
+    objective.attach_tokenizer(tokenizer)  # online objectives decode what they sample
     samples = out_dir / "samples.jsonl"
     metrics: dict[str, Any] = {}
     if cfg.eval.before and is_primary_process():

@@ -46,6 +46,9 @@ class Objective:
         out = self(model, batch, reference)
         return {**out.metrics, "loss": out.loss.detach()}
 
+    def attach_tokenizer(self, tokenizer) -> None:
+        """Receive the model's tokenizer (online objectives decode their samples); default ignore."""
+
     def prepare_model(self, model: nn.Module) -> None:
         """Add what the objective itself trains (a reward head) to the adapted model; default none."""
 

@@ -101,3 +101,8 @@ def unpaired_preference_records(task: str, split: str, size: int | None = None, 
         completion = pair["chosen"] if good else pair["rejected"]
         records.append({"prompt": pair["prompt"], "completion": completion, "label": good})
     return records
+
+
+def prompt_records(task: str, split: str, size: int | None = None, seed: int = 0) -> list[dict]:
+    """`{prompt, answer}` records for the online objectives: the answer is the chat completion."""
+    return [{"prompt": ex.prompt, "answer": ex.completion} for ex in tasks.sample(task, split, size, seed)]
