@@ -18,6 +18,7 @@ from tunelab.data.base import TokenizedDataModule
 from tunelab.data.preference import as_messages, split_ids
 from tunelab.data.sources import DataError
 from tunelab.objectives.base import IGNORE_INDEX
+from tunelab.resume import ResumableSampler
 
 
 def prompt_record(record: object, where: str) -> dict:
@@ -89,7 +90,7 @@ class PromptDataModule(TokenizedDataModule):
         return DataLoader(
             self.train_examples,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=ResumableSampler(len(self.train_examples), self.seed),  # see tunelab.resume
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(collate_prompts, pad_id=self.tokenizer.pad_token_id),
         )
