@@ -46,9 +46,15 @@ class ResumableSampler(Sampler[int]):
         self._start = (epoch, skip)
 
     def order(self, epoch: int) -> list[int]:
-        """The full permutation of an epoch."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        """The full permutation of an epoch: the one a `DataLoader(shuffle=True,
+        generator=Generator().manual_seed(seed))` gives in its `epoch`-th pass, so runs keep the
+        data order they had before this sampler existed."""
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(epoch + 1):
+            torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader's base seed
+            order = torch.randperm(self.size, generator=generator)
+            torch.randperm(self.size, generator=generator)  # RandomSampler's (empty) remainder draw
+        return order.tolist()
 
     def __iter__(self) -> Iterator[int]:
         order = self.order(self.epoch)

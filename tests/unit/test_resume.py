@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from tunelab.resume import (
     AtomicCheckpointIO,
@@ -25,6 +26,18 @@ def test_sampler_epoch_order_depends_only_on_seed_and_epoch():
     assert sorted(a) == list(range(10))
     a.set_epoch(1)
     assert list(a) != list(b) and sorted(a) == list(range(10))
+
+
+def test_sampler_order_is_the_shuffling_dataloaders_epoch_after_epoch():
+    # the independent reference: torch's own shuffling DataLoader with the same seeded generator
+    loader = DataLoader(
+        list(range(13)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(7)
+    )
+    sampler = ResumableSampler(13, seed=7)
+    for epoch in range(4):
+        expected = [i for batch in loader for i in batch.tolist()]
+        sampler.set_epoch(epoch)
+        assert list(sampler) == expected
 
 
 def test_sampler_starts_mid_epoch_once():
