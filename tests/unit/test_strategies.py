@@ -19,7 +19,10 @@ GPU = Machine(cuda_devices=8, cuda_bf16=True, packages=frozenset({"deepspeed"}))
 OLD_GPU = Machine(cuda_devices=1, cuda_bf16=False)
 STRATEGIES = sorted(p.stem for p in (ROOT / "conf" / "strategy").glob("*.yaml"))
 # What a strategy needs besides itself (compat refuses TP with peft adapters and with clipping).
-COMPANIONS = {"tensor_parallel": ["adapter=full", "trainer.gradient_clip_val=null"]}
+COMPANIONS = {
+    "tensor_parallel": ["adapter=full", "trainer.gradient_clip_val=null"],
+    "fsdp2": ["adapter=full", "trainer.gradient_clip_val=null"],
+}
 
 
 def compose_with(overrides: list[str]):
