@@ -43,6 +43,15 @@ def _world_asset(name: str) -> str:
     return str(asset_path(name))
 
 
+def _fused_adamw_ok(precision: object, clip: object) -> bool:
+    """Fused AdamW on CUDA, where it is the fast path; not under mixed precision with clipping,
+    which Lightning cannot combine with it. On CPU the plain loop keeps the exact float operations
+    (and so the numbers) of earlier runs; the fused CPU kernel rounds differently."""
+    import torch
+
+    return torch.cuda.is_available() and not (str(precision).endswith("-mixed") and bool(clip))
+
+
 def register_resolvers() -> None:
     """Register `${world:NAME}`, `${mul:A,B}` and `${project_root:}` once per process."""
     resolvers = {
@@ -50,7 +59,7 @@ def register_resolvers() -> None:
         "mul": lambda a, b: a * b,
         "project_root": lambda: str(project_root()),
         # Fused AdamW unscales inside its kernel: Lightning refuses it with mixed precision + clipping.
-        "fused_ok": lambda precision, clip: not (str(precision).endswith("-mixed") and bool(clip)),
+        "fused_ok": _fused_adamw_ok,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

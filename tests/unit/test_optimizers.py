@@ -36,7 +36,9 @@ def test_optimizer_minimises_a_quadratic(name: str):
     assert ((weight - target) ** 2).sum().item() < 0.9 * start
 
 
-def test_adamw_is_fused_except_with_mixed_precision_clipping():
+def test_adamw_is_fused_on_cuda_except_with_mixed_precision_clipping(monkeypatch):
+    assert compose_with([]).optimizer.optimizer.fused is torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert compose_with([]).optimizer.optimizer.fused is True
     assert compose_with(["precision=bf16_mixed"]).optimizer.optimizer.fused is False
     unclipped = compose_with(["precision=bf16_mixed", "trainer.gradient_clip_val=null"])

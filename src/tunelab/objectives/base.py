@@ -88,9 +88,8 @@ def shifted_token_logprobs(
 
 
 def _target_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
-    """log softmax(logits)[target] in float32, as logit[target] - logsumexp(logits)."""
-    logits = logits.float()
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    """log softmax(logits)[target] in float32 (the same float operations as every earlier run)."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
