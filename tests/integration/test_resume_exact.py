@@ -25,6 +25,9 @@ BASE = [
     "eval=none", "data.train.size=40", "data.batch_size=8", "trainer.max_steps=12",
     "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "checkpoint_every=4",
 ]  # fmt: skip
+# Bitwise equality needs the same float reduction order: every run of a comparison uses one thread
+# (with another thread count, LAPACK's SVD in GaLore's projection rounds differently).
+SAME_THREADS = {"OMP_NUM_THREADS": "1"}
 PREFERENCE = ["objective=dpo", "data.train.size=40", "data.heldout.size=8", "data.batch_size=8"]
 
 CASES = {
@@ -51,7 +54,7 @@ def step_losses(run_dir: Path) -> dict[int, str]:
 
 def run_both(reference: list[str], killed: list[str]) -> subprocess.CompletedProcess:
     """The never-killed run and the run to kill, side by side (two cores); returns the killed one's."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    env = {**os.environ, **SAME_THREADS, "HYDRA_FULL_ERROR": "1"}
     procs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for c in (reference, killed)]  # fmt: skip
     outs = [p.communicate(timeout=600) for p in procs]
@@ -70,7 +73,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, case):
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert read_metrics(run)["status"] == "running"  # a killed run is never marked complete
 
-    run_train([f"hydra.run.dir={run}", *BASE, *args, "resume=true"])
+    run_train([f"hydra.run.dir={run}", *BASE, *args, "resume=true"], env=SAME_THREADS)
     metrics = read_metrics(run)
     assert metrics["status"] == "completed" and metrics["train_steps"] == 12
     checkpoint_every = 2 if case == "lora_sft_in_warmup" else 4
@@ -94,7 +97,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     assert half_written == ["epoch=1-step=8.ckpt.tmp"]  # the step-8 checkpoint, never renamed
     assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["global_step"] == 4
 
-    run_train([f"hydra.run.dir={run}", *BASE, "resume=true"])
+    run_train([f"hydra.run.dir={run}", *BASE, "resume=true"], env=SAME_THREADS)
     assert read_metrics(run)["resumed_from_step"] == 4
     expected, resumed = step_losses(reference), step_losses(run)
     assert all(resumed[s] == expected[s] for s in resumed) and len(resumed) == 8
@@ -142,7 +145,7 @@ def test_resume_with_changed_training_data_is_refused(tmp_path):
 
 def test_preemption_signal_checkpoints_and_the_rerun_resumes_by_itself(tmp_path):
     reference, run = tmp_path / "reference", tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **SAME_THREADS}
     args = ["trainer.max_steps=40", "preemption.signal=SIGUSR1", "resume=auto"]
     ref = subprocess.Popen(train_command(reference, args), env=env, cwd=ROOT, stderr=subprocess.PIPE)
     proc = subprocess.Popen(train_command(run, args), env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -160,7 +163,7 @@ def test_preemption_signal_checkpoints_and_the_rerun_resumes_by_itself(tmp_path)
     assert 4 <= stopped_at < 40
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stopped_at
 
-    run_train([f"hydra.run.dir={run}", *BASE, *args])  # the requeued job: same command
+    run_train([f"hydra.run.dir={run}", *BASE, *args], env=SAME_THREADS)  # the requeued job
     metrics = read_metrics(run)
     assert metrics["status"] == "completed" and metrics["resumed_from_step"] == stopped_at
     expected, resumed = step_losses(reference), step_losses(run)
