@@ -66,6 +66,12 @@ class TuneLabModule(L.LightningModule):
         out = self.objective(self.model, batch, reference=self.reference)
         self.log("val/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
 
+    def on_validation_model_zero_grad(self) -> None:
+        # Lightning frees the gradients before validation by default; keep them, so that the
+        # gradient bytes measured after fit (metrics.json) are the training step's with or
+        # without a validation loop.
+        pass
+
     def on_fit_start(self) -> None:
         # Objectives that ask for it get every training row's reference log-probs in one pass.
         if self.reference is not None and self.objective.precompute_reference:
