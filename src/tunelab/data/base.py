@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -98,10 +98,13 @@ class TokenizedDataModule(L.LightningDataModule):
         without them."""
         return self.batches(self.val_examples) if self.val_examples else []
 
+    def collate_fn(self) -> Callable[[list[dict]], dict]:
+        """Examples -> a padded batch; formats with other example fields override this."""
+        return partial(pad_batch, pad_id=self.tokenizer.pad_token_id)
+
     def batches(self, examples: list[dict]) -> DataLoader:
         """Unshuffled padded batches of `examples`."""
-        collate = partial(pad_batch, pad_id=self.tokenizer.pad_token_id)
-        return DataLoader(examples, batch_size=self.batch_size, collate_fn=collate)
+        return DataLoader(examples, batch_size=self.batch_size, collate_fn=self.collate_fn())
 
     def train_dataloader(self) -> DataLoader:
         if self.tokenizer is None:
@@ -113,7 +116,7 @@ class TokenizedDataModule(L.LightningDataModule):
             sampler=ResumableSampler(len(self.train_examples), self.seed),
             # The loader's own seed draw must not consume the global RNG that resume restores.
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=partial(pad_batch, pad_id=self.tokenizer.pad_token_id),
+            collate_fn=self.collate_fn(),
         )
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.sources import DataError
-from tunelab.resume import ResumableSampler
 
 
 def collate_labelled(examples: list[dict], pad_id: int) -> dict[str, Tensor]:
@@ -67,13 +66,5 @@ class ClassificationDataModule(TokenizedDataModule):
             examples.append({"input_ids": ids, "label": r["label"]})
         return examples
 
-    def train_dataloader(self) -> DataLoader:
-        if self.tokenizer is None:
-            raise RuntimeError("attach_tokenizer() must run before training")
-        return DataLoader(
-            self.train_examples,
-            batch_size=self.batch_size,
-            sampler=ResumableSampler(len(self.train_examples), self.seed),  # see tunelab.resume
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=partial(collate_labelled, pad_id=self.tokenizer.pad_token_id),
-        )
+    def collate_fn(self) -> Callable[[list[dict]], dict]:
+        return partial(collate_labelled, pad_id=self.tokenizer.pad_token_id)

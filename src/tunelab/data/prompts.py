@@ -8,17 +8,16 @@ every row's completion starts at the same column of `generate`'s output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.preference import as_messages, split_ids
 from tunelab.data.sources import DataError
 from tunelab.objectives.base import IGNORE_INDEX
-from tunelab.resume import ResumableSampler
 
 
 def prompt_record(record: object, where: str) -> dict:
@@ -84,13 +83,5 @@ class PromptDataModule(TokenizedDataModule):
             )
         return examples
 
-    def train_dataloader(self) -> DataLoader:
-        if self.tokenizer is None:
-            raise RuntimeError("attach_tokenizer() must run before training")
-        return DataLoader(
-            self.train_examples,
-            batch_size=self.batch_size,
-            sampler=ResumableSampler(len(self.train_examples), self.seed),  # see tunelab.resume
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=partial(collate_prompts, pad_id=self.tokenizer.pad_token_id),
-        )
+    def collate_fn(self) -> Callable[[list[dict]], dict]:
+        return partial(collate_prompts, pad_id=self.tokenizer.pad_token_id)
