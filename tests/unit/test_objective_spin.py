@@ -7,24 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from tests.unit.online_helpers import EOS, PAD, tiny_llama
 from tunelab.objectives import spin as spin_module
 from tunelab.objectives.base import IGNORE_INDEX
 from tunelab.objectives.spin import SPINObjective, pair_rows
 from tunelab.reference import build_reference
-
-PAD, EOS = 0, 2
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-        pad_token_id=PAD, eos_token_id=EOS, bos_token_id=1,
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval()
 
 
 def prompt_batch() -> dict:
