@@ -60,9 +60,8 @@ class ClassificationDataModule(TokenizedDataModule):
         examples = []
         for r in records:
             ids = self.tokenizer(r["text"], add_special_tokens=False)["input_ids"]
-            if len(ids) > self.max_length:
-                self.truncated += 1
-                ids = ids[: self.max_length]
+            self.count_truncation(len(ids))
+            ids = ids[: self.max_length]
             examples.append({"input_ids": ids, "label": r["label"]})
         return examples
 

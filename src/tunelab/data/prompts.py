@@ -70,9 +70,8 @@ class PromptDataModule(TokenizedDataModule):
         for r in records:
             answer = [{"role": "assistant", "content": r["answer"]}]
             prompt_ids, target_ids = split_ids(self.tokenizer, r["prompt"], answer)
-            if len(prompt_ids) > self.max_length:
-                self.truncated += 1
-                prompt_ids = prompt_ids[-self.max_length :]  # keep the generation prompt at the end
+            self.count_truncation(len(prompt_ids))
+            prompt_ids = prompt_ids[-self.max_length :]  # keep the generation prompt at the end
             examples.append(
                 {
                     "prompt_ids": prompt_ids,
