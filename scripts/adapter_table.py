@@ -3,7 +3,8 @@
     python scripts/adapter_table.py results/adapters/multirun_<time> [more sweep dirs] [--out table.md]
 
 One row per run (metrics.json, status completed): trainable %, bytes of weights, gradients and
-optimizer state measured after training, exact match before -> after, and training time.
+optimizer state measured after training, exact match before -> after, the final training loss
+and training time.
 A general, seed-aggregating table is scripts/make_table.py; this one stays small on purpose.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 COLUMNS = [
     "adapter", "trainable %", "weights MB", "grads MB", "optim state MB", "total MB",
-    "arithmetic EM (before → after)", "reverse EM (before → after)", "train s",
+    "arithmetic EM (before → after)", "reverse EM (before → after)", "loss", "train s",
 ]  # fmt: skip
 
 
@@ -38,7 +39,8 @@ def row(m: dict) -> list[str]:
     seconds = m["train_tokens"] / m["train_tokens_per_sec"] if m.get("train_tokens_per_sec") else 0.0
     return [
         m["adapter"], f"{m['trainable_percent']:.2f}", _mb(weights), _mb(grads), _mb(state),
-        _mb(weights + grads + state), _em(m, "arithmetic"), _em(m, "reverse"), f"{seconds:.0f}",
+        _mb(weights + grads + state), _em(m, "arithmetic"), _em(m, "reverse"),
+        f"{m['train_loss_final']:.3f}" if "train_loss_final" in m else "–", f"{seconds:.0f}",
     ]  # fmt: skip
 
 
