@@ -100,3 +100,21 @@ def test_rejected_answers_come_from_the_t_minus_1_model_once_per_prompt(monkeypa
     if EOS in expected:
         expected = expected[: expected.index(EOS) + 1]
     assert objective.generated[(7, 8, 9)] == expected
+
+
+def test_nll_weight_adds_the_real_answers_token_mean_nll():
+    previous = tiny_llama(seed=0)
+    reference = build_reference(previous)
+    policy = previous
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    plain = make_objective(beta=0.5)
+    with_nll = make_objective(beta=0.5)
+    with_nll.nll_weight = 0.7
+    loss_plain = plain(policy, prompt_batch(), reference=reference).loss.item()
+    loss_nll = with_nll(policy, prompt_batch(), reference=reference).loss.item()
+    prompts, real = [[5, 6], [7, 8, 9]], [[3, 4, EOS], [5, EOS]]
+    total_logp = sum(summed_logp(policy, p, y) for p, y in zip(prompts, real, strict=True))
+    nll = -total_logp / sum(len(y) for y in real)  # token mean over both real answers (5 tokens)
+    assert loss_nll == pytest.approx(loss_plain + 0.7 * nll, abs=1e-5)

@@ -8,6 +8,8 @@ the paper's logistic loss (eq. 4.7), which is DPO's with the generated answer as
 L = -log σ(λ [log πθ(y|x)/π_{t-1}(y|x) - log πθ(y'|x)/π_{t-1}(y'|x)]).
 Answers are generated once per prompt (the iteration's synthetic data set) and reused on later
 epochs. `scripts/spin.py` runs the iterations, each in its own run directory.
+`nll_weight` > 0 adds α · NLL of the real answer (token mean), as RPO adds to DPO (Pang et al.,
+2024, arXiv:2404.19733): it keeps the ground truth's likelihood from falling with the rejected one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tunelab.generation import GenerationSettings, sample
 from tunelab.objectives.base import IGNORE_INDEX, ObjectiveOutput
 from tunelab.objectives.dpo import DPOObjective
 from tunelab.objectives.online import StepClock
+from tunelab.objectives.preference import PairLogps, PairLoss
 
 
 def pair_rows(
@@ -39,8 +42,11 @@ class SPINObjective(DPOObjective):
 
     batch_kind: ClassVar[str] = "prompt"
 
-    def __init__(self, name: str = "spin", beta: float = 0.1, generation: dict | None = None) -> None:
+    def __init__(
+        self, name: str = "spin", beta: float = 0.1, generation: dict | None = None, nll_weight: float = 0.0
+    ) -> None:
         super().__init__(name, beta=beta)
+        self.nll_weight = nll_weight
         self.generation = GenerationSettings(**(generation or {}))
         self.tokenizer = None
         self.clock = StepClock()
@@ -48,6 +54,15 @@ class SPINObjective(DPOObjective):
 
     def attach_tokenizer(self, tokenizer) -> None:
         self.tokenizer = tokenizer
+
+    def pair_loss(self, policy: PairLogps, reference: PairLogps | None) -> PairLoss:
+        """SPIN's logistic loss, plus `nll_weight` · the real answers' token-mean NLL when set."""
+        out = super().pair_loss(policy, reference)
+        if not self.nll_weight:
+            return out
+        nll = policy.chosen_nll()
+        metrics = {**out.metrics, "nll_loss": nll}
+        return PairLoss(out.losses + self.nll_weight * nll, out.chosen_rewards, out.rejected_rewards, metrics)
 
     def opponent_answers(self, reference: Any, batch: dict[str, Tensor], prompts: list[list[int]]) -> list:
         """The t-1 model's answers to the batch's prompts, generated for prompts not seen before."""
