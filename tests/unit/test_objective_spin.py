@@ -42,10 +42,22 @@ def test_pair_rows_by_hand():
     assert batch["labels"].tolist() == [[x, x, 7, 2], [x, 8, 9, 2], [x, x, 5, 2], [x, 6, x, x]]
 
 
-def make_objective(beta: float = 0.5) -> SPINObjective:
-    objective = SPINObjective(beta=beta, generation={"max_new_tokens": 4, "do_sample": False})
+def make_objective(beta: float = 0.5, nll_weight: float = 0.0) -> SPINObjective:
+    objective = SPINObjective(
+        beta=beta, generation={"max_new_tokens": 4, "do_sample": False}, nll_weight=nll_weight
+    )
     objective.attach_tokenizer(SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS))
     return objective
+
+
+def moved_policy_and_reference():
+    """A policy moved away from the t-1 model, and the t-1 model as a frozen copy (the reference)."""
+    previous = tiny_llama(seed=0)
+    reference = build_reference(previous)
+    with torch.no_grad():
+        for p in previous.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return previous, reference
 
 
 def test_spin_loss_is_ln2_when_policy_is_the_previous_model():
@@ -55,12 +67,7 @@ def test_spin_loss_is_ln2_when_policy_is_the_previous_model():
 
 
 def test_spin_loss_by_hand_against_the_t_minus_1_model():
-    previous = tiny_llama(seed=0)
-    reference = build_reference(previous)  # a frozen copy: the t-1 model
-    policy = previous
-    with torch.no_grad():  # the policy moves away from the t-1 model
-        for p in policy.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    policy, reference = moved_policy_and_reference()
     objective = make_objective(beta=0.5)
     out = objective(policy, prompt_batch(), reference=reference)
     prompts, real = [[5, 6], [7, 8, 9]], [[3, 4, EOS], [5, EOS]]
@@ -103,15 +110,9 @@ def test_rejected_answers_come_from_the_t_minus_1_model_once_per_prompt(monkeypa
 
 
 def test_nll_weight_adds_the_real_answers_token_mean_nll():
-    previous = tiny_llama(seed=0)
-    reference = build_reference(previous)
-    policy = previous
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    policy, reference = moved_policy_and_reference()
     plain = make_objective(beta=0.5)
-    with_nll = make_objective(beta=0.5)
-    with_nll.nll_weight = 0.7
+    with_nll = make_objective(beta=0.5, nll_weight=0.7)  # through the constructor, as the config does
     loss_plain = plain(policy, prompt_batch(), reference=reference).loss.item()
     loss_nll = with_nll(policy, prompt_batch(), reference=reference).loss.item()
     prompts, real = [[5, 6], [7, 8, 9]], [[3, 4, EOS], [5, EOS]]
