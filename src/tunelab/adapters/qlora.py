@@ -46,6 +46,7 @@ class Quantization:
                 compress_statistics=self.double_quant,
                 quant_type=self.quant_type,
             )
+            keep_training_layout(layer)
         else:
             layer = bnb.nn.Linear8bitLt(
                 linear.in_features, linear.out_features, bias=has_bias, has_fp16_weights=False
@@ -55,13 +56,30 @@ class Quantization:
         return layer.to(linear.weight.device)
 
 
+def keep_training_layout(layer: nn.Module) -> None:
+    """Stop bitsandbytes from repacking a 4-bit weight into its CPU inference layout.
+
+    bitsandbytes >= 0.49 repacks a Linear4bit's weight on the first CPU forward in eval mode without
+    grad (on CPUs with AVX512-BF16): the layout changes to `(out, in/2)`, double quantization is
+    undone, and later training forwards go through `gemv_4bit`, which has no autograd kernel, so the
+    input gets no gradient. Every evaluation runs in eval mode, so without this a QLoRA run that
+    evaluates first would train with the gradient path through each frozen base layer cut.
+    """
+    layer.support_avx512bf16_for_cpu = False
+
+
 def capability_error(q: Quantization, device: torch.device) -> str | None:
     """Why bitsandbytes cannot train through `q`-bit layers on `device`, or None if it can.
 
-    Tried for real on a small layer: a forward and a backward to the input, as LoRA needs.
+    Tried for real on a small layer: an eval-mode forward, then a forward and a backward to the
+    input, as a run that evaluates before training and then trains LoRA needs.
     """
     try:
         layer = q.quantized_linear(nn.Linear(64, 64).to(device))
+        layer.eval()  # an evaluation pass first, as a run that scores its baseline does
+        with torch.no_grad():
+            layer(torch.randn(2, 64, device=device))
+        layer.train()
         x = torch.randn(2, 64, device=device, requires_grad=True)
         layer(x).sum().backward()
         if x.grad is None or not torch.isfinite(x.grad).all():
@@ -92,7 +110,9 @@ def dequantized_linear(layer: nn.Module) -> nn.Linear:
     if isinstance(layer, bnb.nn.Linear4bit):
         dense = F.dequantize_4bit(weight.data, weight.quant_state).to(layer.compute_dtype or torch.float32)
     else:
-        dense = F.int8_vectorwise_dequant(weight.data, weight.SCB)
+        # After its first forward a Linear8bitLt keeps the row scales on its matmul state instead.
+        scales = weight.SCB if weight.SCB is not None else layer.state.SCB
+        dense = F.int8_vectorwise_dequant(weight.data, scales)
     plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     plain.weight.data = dense.float().reshape(layer.out_features, layer.in_features)
     if layer.bias is not None:
