@@ -11,7 +11,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from tunelab.cli import hoist_multirun_flag  # noqa: E402
-from tunelab.sweep import run_job, sweep_exit_code  # noqa: E402
+from tunelab.training.sweep import run_job, sweep_exit_code  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -118,13 +118,13 @@ class FixedOrderData:
 
 
 def tunelab_fit(objective, data, steps: int) -> dict:
-    """TuneLabModule + Lightning Trainer as tunelab.run builds them, minus logger and checkpoints."""
+    """TuneLabModule + Lightning Trainer as tunelab.training.run builds them, minus logger and checkpoints."""
     import lightning as L
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
-    from tunelab.guards import TrainingGuards
-    from tunelab.module import TuneLabModule
+    from tunelab.training.callbacks.guards import TrainingGuards
+    from tunelab.training.module import TuneLabModule
 
     model = load_model()
     start = time.perf_counter()  # both arms: from a loaded model to the end of training

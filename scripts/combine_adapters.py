@@ -21,9 +21,9 @@ os.environ.setdefault("TUNELAB_ROOT", str(ROOT))
 
 from hydra.utils import instantiate  # noqa: E402
 
-from tunelab.config import ConfigError  # noqa: E402
-from tunelab.export import run_config  # noqa: E402
-from tunelab.multi_adapter import compare, load_adapters, to_markdown, write_results  # noqa: E402
+from tunelab.core.config import ConfigError  # noqa: E402
+from tunelab.core.job import run_config  # noqa: E402
+from tunelab.workflows.multi_adapter import compare, load_adapters, to_markdown, write_results  # noqa: E402
 from tunelab.world import tasks  # noqa: E402
 
 

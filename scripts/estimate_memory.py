@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TUNELAB_ROOT", str(ROOT))
 
 import tunelab  # noqa: E402, F401  (registers the config resolvers)
-from tunelab.config import ConfigError  # noqa: E402
-from tunelab.memory import estimate  # noqa: E402
+from tunelab.core.config import ConfigError  # noqa: E402
+from tunelab.scaling.memory import estimate  # noqa: E402
 
 
 def main(overrides: list[str]) -> int:

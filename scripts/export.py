@@ -13,7 +13,7 @@ import sys
 from omegaconf import OmegaConf
 
 from tunelab.adapters.base import ExportError
-from tunelab.export import export_run
+from tunelab.workflows.export import export_run
 
 
 def main(argv: list[str]) -> int:

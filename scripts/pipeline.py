@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TUNELAB_ROOT", str(ROOT))
 
-from tunelab.config import ConfigError  # noqa: E402
-from tunelab.pipeline import PipelineError, load_pipeline, run_pipeline, stage_table  # noqa: E402
+from tunelab.core.config import ConfigError  # noqa: E402
+from tunelab.workflows.pipeline import PipelineError, load_pipeline, run_pipeline, stage_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

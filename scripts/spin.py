@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunelab.export import export_run
+from tunelab.workflows.export import export_run
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_KEYS = ("start", "iterations", "name")

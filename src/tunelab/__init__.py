@@ -1,6 +1,6 @@
 """tunelab: a Hydra-configured research harness for LLM fine-tuning."""
 
-from tunelab.config import register_resolvers
+from tunelab.core.config import register_resolvers
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.models.load import init_from_config, load_pretrained
 
 

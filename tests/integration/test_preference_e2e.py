@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoModelForSequenceClassification
 
 from tests.conftest import ROOT, run_train
-from tunelab.run import train
+from tunelab.training.run import train
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters, decoder_layers
-from tunelab.config import ConfigError
-from tunelab.measure import allocated_bytes
-from tunelab.module import TuneLabModule
+from tunelab.core.config import ConfigError
+from tunelab.scaling.measure import allocated_bytes
+from tunelab.training.module import TuneLabModule
 
 ADAPTERS = sorted(p.stem for p in (ROOT / "conf" / "adapter").glob("*.yaml"))
 NOT_MERGEABLE = {"prompt", "ptuning", "prefix", "ptuning_v2", "houlsby"}

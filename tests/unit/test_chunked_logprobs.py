@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from tunelab.objectives.base import IGNORE_INDEX, shifted_token_logprobs
+from tunelab.core.constants import IGNORE_INDEX
+from tunelab.objectives.base import shifted_token_logprobs
 
 
 def test_small_case_against_hand_softmax():

@@ -7,11 +7,11 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.formats import to_messages
 from tunelab.data.sft import SFTDataModule
 from tunelab.data.sources import DataError, read_records
-from tunelab.objectives.base import IGNORE_INDEX
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

@@ -9,12 +9,12 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
 
 from tests.conftest import ROOT
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.base import build_data
 from tunelab.data.replay import Replay, replay_count
 from tunelab.data.sft import SFTDataModule
 from tunelab.data.sources import DataError
-from tunelab.objectives.base import IGNORE_INDEX
 
 TASK = [{"prompt": f"What is {i}+1?", "completion": str(i + 1)} for i in range(300)]
 TEXTS = [{"text": f"general text number {i}, about nothing in particular."} for i in range(200)]

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import ROOT
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.data.base import build_data
 from tunelab.data.selection import Dedup, KeepBest, LengthFilter, ScoreFilter, View, normalize
 from tunelab.data.sft import SFTDataModule

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.sft import SFTDataModule
 from tunelab.data.text import TextDataModule
-from tunelab.objectives.base import IGNORE_INDEX
 
 
 def module_with(tiny_model_dir, records: list[dict], **kw) -> SFTDataModule:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tunelab.guards import NonFiniteError, TrainingGuards, ZeroTokenError
+from tunelab.training.callbacks.guards import NonFiniteError, TrainingGuards, ZeroTokenError
 
 
 class Module(torch.nn.Module):

@@ -10,7 +10,7 @@ import tomllib
 import torch
 from peft import LoraConfig, get_peft_model
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.evaluation.lm_eval_harness import SHIPPED_TASKS, LmEvalTasks, flatten_results, metric_name
 from tunelab.evaluation.lm_eval_tasks.tiny_world import sum_choices
 from tunelab.models.load import load_pretrained

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 import tunelab  # noqa: F401
-from tunelab.loggers import finish_wandb
+from tunelab.training.loggers import finish_wandb
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_wandb_without_credentials_is_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
-    from tunelab.loggers import wandb_logger
+    from tunelab.training.loggers import wandb_logger
 
     logger = wandb_logger(save_dir=str(tmp_path), project="t", group="g", tags=["lora", ""])
     logger.log_metrics({"x": 1.0}, step=0)

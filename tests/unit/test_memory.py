@@ -9,10 +9,10 @@ from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
-from tunelab.measure import allocated_bytes
-from tunelab.memory import GIB, activation_bytes, estimate, model_config, quantized_bytes
 from tunelab.models.load import load_pretrained
-from tunelab.precision import build_adapter_for
+from tunelab.scaling.measure import allocated_bytes
+from tunelab.scaling.memory import GIB, activation_bytes, estimate, model_config, quantized_bytes
+from tunelab.scaling.model_levers import build_adapter_for
 
 
 def compose_with(overrides: list[str]):

@@ -8,7 +8,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from tunelab.models.load import load_tokenizer
-from tunelab.multi_adapter import BASE, ROUTED, add_merge, compare, load_adapters, to_markdown
+from tunelab.workflows.multi_adapter import BASE, ROUTED, add_merge, compare, load_adapters, to_markdown
 
 
 def make_adapter(base_dir, out, seed: int):

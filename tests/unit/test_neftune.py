@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tunelab.config import ConfigError
-from tunelab.neftune import NEFTune, add_noise, neftune_callbacks
+from tunelab.core.config import ConfigError
+from tunelab.training.callbacks.neftune import NEFTune, add_noise, neftune_callbacks
 
 
 def test_noise_is_uniform_with_bound_alpha_over_sqrt_length_times_dim():

@@ -12,7 +12,7 @@ from tests.unit.pref_helpers import gradient_signs, logsigmoid, pair
 from tunelab.data.preference import PreferenceDataModule
 from tunelab.models.load import load_pretrained
 from tunelab.objectives.dpo import DPOObjective
-from tunelab.reference import build_reference
+from tunelab.objectives.reference import build_reference
 from tunelab.world.records import preference_records
 
 POLICY = ([-2.0, -7.5, -1.0], [-3.0, -6.0, -4.0])

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tunelab.config import ConfigError
-from tunelab.generation import completion_mask, position_ids
+from tunelab.core.config import ConfigError
+from tunelab.objectives.generation import completion_mask, position_ids
 from tunelab.objectives.grpo import GRPOObjective, aggregate, group_advantages
 from tunelab.objectives.online import clipped_policy_loss, k3_kl
 

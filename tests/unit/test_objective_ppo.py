@@ -63,7 +63,7 @@ def test_ppo_first_step_value_loss_regresses_on_hand_returns():
     # score on each completion's last token and R_t = (γλ)^(steps to the end) · score.
     from tests.unit.online_helpers import StubTokenizer, prompt_batch, tiny_llama
     from tunelab.objectives.ppo import PPOObjective
-    from tunelab.reference import build_reference
+    from tunelab.objectives.reference import build_reference
 
     torch.manual_seed(2)
     model = tiny_llama()

@@ -12,7 +12,12 @@ from transformers import AutoModelForSequenceClassification
 from tests.unit.pref_helpers import FixedOutputs, logsigmoid
 from tunelab.data.preference import PreferenceDataModule
 from tunelab.models.load import load_pretrained
-from tunelab.objectives.reward import HEAD, RewardModelObjective, export_reward_model, last_token_rewards
+from tunelab.objectives.reward_model import (
+    HEAD,
+    RewardModelObjective,
+    export_reward_model,
+    last_token_rewards,
+)
 from tunelab.world.records import preference_records
 
 

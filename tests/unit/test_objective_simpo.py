@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.unit.pref_helpers import FixedOutputs, ForbiddenReference, gradient_signs, logsigmoid, pair
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.objectives.simpo import SimPOObjective
 
 

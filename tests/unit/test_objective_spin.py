@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.unit.online_helpers import EOS, PAD, tiny_llama
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.objectives import spin as spin_module
-from tunelab.objectives.base import IGNORE_INDEX
+from tunelab.objectives.reference import build_reference
 from tunelab.objectives.spin import SPINObjective, pair_rows
-from tunelab.reference import build_reference
 
 
 def prompt_batch() -> dict:

@@ -7,8 +7,9 @@ import torch
 from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.packing import pack_examples, pad_packed
-from tunelab.objectives.base import IGNORE_INDEX, forward_logits
+from tunelab.objectives.base import forward_logits
 from tunelab.objectives.causal_lm import CausalLMObjective
 
 X = IGNORE_INDEX

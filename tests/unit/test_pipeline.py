@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.config import ConfigError
-from tunelab.pipeline import Stage, default_stage_metrics, load_pipeline, stage_command, stage_output
+from tunelab.core.config import ConfigError
 from tunelab.results.collect import Row, Run
+from tunelab.workflows.pipeline import (
+    Stage,
+    default_stage_metrics,
+    load_pipeline,
+    stage_command,
+    stage_output,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "pipeline"
 

@@ -10,10 +10,10 @@ from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
-from tunelab import compat
-from tunelab.config import ConfigError
-from tunelab.module import TuneLabModule
-from tunelab.precision import build_adapter_for
+from tunelab.core.config import ConfigError
+from tunelab.scaling import compat
+from tunelab.scaling.model_levers import build_adapter_for
+from tunelab.training.module import TuneLabModule
 
 PRECISIONS = ["fp32", "bf16_mixed", "fp16_mixed", "bf16_true"]
 ADAPTERS = [["adapter=lora"], ["adapter=full"], ["adapter=qlora"], ["adapter=ia3"]]

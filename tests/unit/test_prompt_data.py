@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.prompts import PromptDataModule, collate_prompts
 from tunelab.data.sources import DataError
 from tunelab.models.load import load_tokenizer
-from tunelab.objectives.base import IGNORE_INDEX
 from tunelab.world.records import prompt_records
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.pruning.base import sparsity_stats
 from tunelab.pruning.importance import keep_top, l1, l2
 from tunelab.pruning.recovery import KeepZeros

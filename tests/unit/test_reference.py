@@ -11,14 +11,14 @@ from peft import LoraConfig, get_peft_model
 from tests.unit.pref_helpers import ForbiddenReference
 from tunelab.data.preference import PreferenceDataModule
 from tunelab.models.load import load_pretrained
-from tunelab.module import TuneLabModule
 from tunelab.objectives.cpo import CPOObjective
 from tunelab.objectives.dpo import DPOObjective
 from tunelab.objectives.orpo import ORPOObjective
 from tunelab.objectives.preference import model_sequence_logps
-from tunelab.objectives.reward import RewardModelObjective
+from tunelab.objectives.reference import build_reference
+from tunelab.objectives.reward_model import RewardModelObjective
 from tunelab.objectives.simpo import SimPOObjective
-from tunelab.reference import build_reference
+from tunelab.training.module import TuneLabModule
 from tunelab.world.records import preference_records
 
 REFERENCE_FREE = [SimPOObjective(), ORPOObjective(), CPOObjective(), RewardModelObjective("reward")]

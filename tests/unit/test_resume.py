@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tunelab.resume import (
+from tunelab.training.callbacks.resume import (
     AtomicCheckpointIO,
     ResumableSampler,
     previous_config_diff,

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.objectives.rewards import REWARDS, RewardSet, register_reward, resolve_reward
 
 PROMPTS = ["What is 1+2?", "What is 10+5?", "What is 3+3?"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.collate import pad_batch
-from tunelab.objectives.base import IGNORE_INDEX
 
 
 def test_only_assistant_turns_are_labelled(tiny_model_dir):

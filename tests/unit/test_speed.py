@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 from torch import nn
 
-from tunelab.config import ConfigError
-from tunelab.speed import apply_speed, check_speed
+from tunelab.core.config import ConfigError
+from tunelab.scaling.speed import apply_speed, check_speed
 
 
 @pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is not None, reason="liger-kernel is installed")

@@ -10,9 +10,9 @@ from lightning.pytorch.strategies import Strategy
 
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
-from tunelab import compat
-from tunelab.compat import Machine
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.scaling import compat
+from tunelab.scaling.compat import Machine
 
 CPU = Machine()
 GPU = Machine(cuda_devices=8, cuda_bf16=True, packages=frozenset({"deepspeed"}))

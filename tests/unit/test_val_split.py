@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.data.base import split_off
 
 

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from transformers import PreTrainedModel
 
-from tunelab.config import instantiate_clearly
+from tunelab.core.config import instantiate_clearly
 
 
 class ExportError(RuntimeError):

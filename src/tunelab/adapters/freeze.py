@@ -13,7 +13,7 @@ from torch import nn
 
 from tunelab.adapters.base import decoder_layers
 from tunelab.adapters.full import FullFineTune
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 class FreezeFineTune(FullFineTune):

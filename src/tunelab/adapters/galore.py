@@ -22,7 +22,7 @@ from torch import nn
 
 from tunelab.adapters.base import decoder_layers
 from tunelab.adapters.full import FullFineTune
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 # The optimizer state holds each weight's projector (its projection matrix and settings, plain
 # data): allow it through the weights_only unpickler so a GaLore run resumes exactly.

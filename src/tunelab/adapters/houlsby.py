@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from tunelab.adapters.base import Adapter, ExportError
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 WEIGHTS = "houlsby.safetensors"
 CONFIG = "houlsby.json"

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from tunelab.adapters.base import Adapter, ExportError
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 class PeftAdapter(Adapter):

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from tunelab.adapters.peft_adapter import PeftAdapter
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 QUANT_TYPES = ("nf4", "fp4")
 

@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError, instantiate_clearly
+from tunelab.core.config import ConfigError, instantiate_clearly
 from tunelab.data.collate import pad_batch
+from tunelab.data.sampler import ResumableSampler
 from tunelab.data.selection import Filter, View, select
 from tunelab.data.sources import DataError
-from tunelab.resume import ResumableSampler
 
 
 class TokenizedDataModule(L.LightningDataModule):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tunelab.objectives.base import IGNORE_INDEX
+from tunelab.core.constants import IGNORE_INDEX
 
 
 def pad_batch(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Tensor]:

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from tunelab.objectives.base import IGNORE_INDEX
-from tunelab.resume import ResumableSampler
+from tunelab.core.constants import IGNORE_INDEX
+from tunelab.data.sampler import ResumableSampler
 
 Example = dict[str, list[int]]
 
@@ -100,7 +100,7 @@ def packed_dataloader(
     return DataLoader(
         rows,
         batch_size=batch_size,
-        sampler=ResumableSampler(len(rows), seed),  # resumable mid-epoch, see tunelab.resume
+        sampler=ResumableSampler(len(rows), seed),  # resumable mid-epoch, see tunelab.data.sampler
         generator=torch.Generator().manual_seed(seed),
         collate_fn=partial(pad_packed, pad_id=pad_id),
     )

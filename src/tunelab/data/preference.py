@@ -14,12 +14,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.chat import ROLES, render_ids
 from tunelab.data.collate import pad_batch
+from tunelab.data.sampler import ResumableSampler
 from tunelab.data.sources import DataError, read_records
-from tunelab.objectives.base import IGNORE_INDEX
-from tunelab.resume import ResumableSampler
 
 Messages = list[dict[str, str]]
 
@@ -161,7 +161,7 @@ class PreferenceDataModule(TokenizedDataModule):
         return DataLoader(
             examples,
             batch_size=self.batch_size,
-            # Resumable mid-epoch: see tunelab.resume
+            # Resumable mid-epoch: see tunelab.data.sampler
             sampler=ResumableSampler(len(examples), self.seed) if shuffle else None,
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, max_length=self.max_length),

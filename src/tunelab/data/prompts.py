@@ -14,10 +14,10 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.preference import as_messages, split_ids
 from tunelab.data.sources import DataError
-from tunelab.objectives.base import IGNORE_INDEX
 
 
 def prompt_record(record: object, where: str) -> dict:

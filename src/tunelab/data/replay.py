@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.formats import to_messages
 from tunelab.data.sources import DataError

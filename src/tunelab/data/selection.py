@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 @dataclass(frozen=True)

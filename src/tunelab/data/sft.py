@@ -9,7 +9,7 @@ import jinja2
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.formats import check_format, to_messages

@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 SHIPPED_TASKS = Path(__file__).parent / "lm_eval_tasks"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tunelab.reference import policy_as_reference
+from tunelab.objectives.reference import policy_as_reference
 
 
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:

@@ -19,10 +19,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import build_adapter
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.core.io import write_json_atomic
+from tunelab.core.job import command_line, job_overrides, output_dir, run_config
 from tunelab.evaluation.runner import evaluate
-from tunelab.export import run_config
-from tunelab.run import command_line, job_overrides, output_dir, peak_memory, write_json_atomic
+from tunelab.scaling.measure import peak_memory
 
 # A base-model row's label in tables: no adapter was trained.
 NO_TRAINING = "train=none"

@@ -14,7 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 @dataclass

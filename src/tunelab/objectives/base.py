@@ -10,9 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from tunelab.config import ConfigError
-
-IGNORE_INDEX = -100
+from tunelab.core.config import ConfigError
+from tunelab.core.constants import IGNORE_INDEX
 
 
 @dataclass

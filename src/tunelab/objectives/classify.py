@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tunelab.data.classification import collate_labelled
 from tunelab.objectives.base import Objective, ObjectiveOutput
-from tunelab.objectives.reward import export_sequence_classifier
+from tunelab.objectives.reward_model import export_sequence_classifier
 
 HEAD = "classification_head"  # the attribute the head lives under on the trained model
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.objectives.base import ObjectiveOutput
 from tunelab.objectives.online import (
     OnlineObjective,

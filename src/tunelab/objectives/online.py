@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from tunelab.generation import GenerationSettings, Rollout, position_ids, sample
-from tunelab.objectives.base import IGNORE_INDEX, Objective, shifted_token_logprobs
+from tunelab.core.constants import IGNORE_INDEX
+from tunelab.objectives.base import Objective, shifted_token_logprobs
+from tunelab.objectives.generation import GenerationSettings, Rollout, position_ids, sample
 
 
 def token_logprobs(
@@ -44,7 +45,7 @@ def token_logprobs(
 
 @torch.no_grad()
 def reference_logprobs(reference: Any, rollout: Rollout, temperature: float = 1.0) -> Tensor:
-    """Token log-probs under the frozen reference (tunelab.reference.ModelReference), eval mode."""
+    """Token log-probs under the frozen reference (tunelab.objectives.reference.ModelReference), eval mode."""
     model = reference.target
     was_training = model.training
     model.eval()

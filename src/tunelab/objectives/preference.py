@@ -17,7 +17,7 @@ from tunelab.objectives.base import Objective, ObjectiveOutput, shifted_token_lo
 
 
 class Reference(Protocol):
-    """A frozen model that gives summed completion log-probs (see tunelab.reference)."""
+    """A frozen model that gives summed completion log-probs (see tunelab.objectives.reference)."""
 
     def sequence_logps(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]: ...
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}

@@ -7,7 +7,7 @@ The reward is the length-normalised log-prob, so no reference model runs; γ is 
 
 from __future__ import annotations
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.objectives.preference import PairLogps, PairLoss, PreferenceObjective, bradley_terry
 
 

@@ -19,11 +19,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.collate import pad_batch
 from tunelab.data.preference import join
-from tunelab.generation import GenerationSettings, sample
-from tunelab.objectives.base import IGNORE_INDEX, ObjectiveOutput
+from tunelab.objectives.base import ObjectiveOutput
 from tunelab.objectives.dpo import DPOObjective
+from tunelab.objectives.generation import GenerationSettings, sample
 from tunelab.objectives.online import StepClock
 from tunelab.objectives.preference import PairLogps, PairLoss
 

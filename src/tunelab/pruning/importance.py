@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 def l1(groups: list[Tensor]) -> Tensor:

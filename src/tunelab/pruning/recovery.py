@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.pruning.base import BLOCK_LINEAR, Pruner, zero_masks
 
 

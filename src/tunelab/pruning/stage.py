@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.adapters.base import Adapter
-from tunelab.config import instantiate_clearly
+from tunelab.core.config import instantiate_clearly
 from tunelab.evaluation.runner import evaluate
 from tunelab.pruning.base import NoPruning, Pruner, sparsity_stats
 

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import prune_linear_layer
 
 from tunelab.adapters.base import decoder_layers
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.pruning.base import Pruner
 from tunelab.pruning.importance import importance_fn, keep_top
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 from transformers import PreTrainedModel
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.pruning.base import BLOCK_LINEAR, Pruner, target_linears
 
 SCOPES = ("global", "layer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,3 +58,11 @@ def allocated_bytes(model: nn.Module, optimizers: Iterable[torch.optim.Optimizer
                         seen.add(id(t))
                         state += _nbytes(t)
     return {"weight_bytes": weight, "grad_bytes": grad, "optimizer_state_bytes": state}
+
+
+def peak_memory() -> dict[str, Any]:
+    """Peak accelerator memory allocated by torch, or the process's peak RSS on CPU."""
+    if torch.cuda.is_available():
+        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "peak_memory_kind": "cuda"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"peak_memory_bytes": rss, "peak_memory_kind": "cpu_max_rss"}

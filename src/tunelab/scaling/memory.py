@@ -23,8 +23,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from tunelab.adapters.base import build_adapter
-from tunelab.compat import sharded
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.scaling.compat import sharded
 
 # Architectures of hub models the configs name, shipped so the estimator works offline.
 SHAPES = Path(__file__).parent / "shapes"

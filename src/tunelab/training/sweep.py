@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tunelab.run import train
+from tunelab.training.run import train
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def accelerator(cfg: DictConfig, machine: Machine) -> str:
 # What each strategy `_target_` does to the weights: "sharded" strategies split weights or
 # optimizer state across ranks, so per-tensor tricks (bitsandbytes storage, GaLore) cannot apply.
 SHARDED_STRATEGIES = {
-    "tunelab.strategies.fsdp": "fsdp",
+    "tunelab.scaling.strategies.fsdp": "fsdp",
     "lightning.pytorch.strategies.FSDPStrategy": "fsdp",
     "lightning.pytorch.strategies.DeepSpeedStrategy": "deepspeed",
     "lightning.pytorch.strategies.ModelParallelStrategy": "tensor_parallel",

@@ -14,7 +14,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
 from tunelab.adapters.base import decoder_layers
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 # Module paths inside one Llama/Mistral/Qwen2 decoder block and how each is split.
 BLOCK_PLAN = {

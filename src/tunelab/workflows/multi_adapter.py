@@ -17,7 +17,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 from tunelab.evaluation.exact_match import ExactMatchTask
 from tunelab.world import tasks
 

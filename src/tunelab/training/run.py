@@ -2,63 +2,43 @@
 
 from __future__ import annotations
 
-import json
-import os
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab import compat
 from tunelab.adapters.base import count_parameters
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
+from tunelab.core.io import write_json_atomic
+from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import deltas, evaluate
-from tunelab.faults import fault_callbacks
-from tunelab.guards import TrainingGuards
-from tunelab.loggers import finish_wandb
-from tunelab.measure import allocated_bytes
-from tunelab.module import TuneLabModule
-from tunelab.neftune import neftune_callbacks
-from tunelab.precision import build_adapter_for, enable_gradient_checkpointing
-from tunelab.preemption import PreemptionCheckpoint, requeue_slurm_job
 from tunelab.pruning.stage import build_pruner, run_pruning
-from tunelab.resume import AtomicCheckpointIO, ResumeState, data_fingerprint, previous_config_diff
-from tunelab.speed import apply_speed, check_speed
-from tunelab.strategies import gather_full_model, is_primary_process
+from tunelab.scaling import compat
+from tunelab.scaling.measure import allocated_bytes, peak_memory
+from tunelab.scaling.model_levers import build_adapter_for, enable_gradient_checkpointing
+from tunelab.scaling.speed import apply_speed, check_speed
+from tunelab.scaling.strategies import gather_full_model, is_primary_process
+from tunelab.training.callbacks.faults import fault_callbacks
+from tunelab.training.callbacks.guards import TrainingGuards
+from tunelab.training.callbacks.neftune import neftune_callbacks
+from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.training.callbacks.resume import (
+    AtomicCheckpointIO,
+    ResumeState,
+    data_fingerprint,
+    previous_config_diff,
+)
+from tunelab.training.loggers import finish_wandb
+from tunelab.training.module import TuneLabModule
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run directory: Hydra's job output dir, or `cfg.output_dir` outside a Hydra app."""
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.output_dir)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary name, then rename: a crash never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def peak_memory() -> dict[str, Any]:
-    """Peak accelerator memory allocated by torch, or the process's peak RSS on CPU."""
-    if torch.cuda.is_available():
-        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "peak_memory_kind": "cuda"}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    return {"peak_memory_bytes": rss, "peak_memory_kind": "cpu_max_rss"}
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -96,19 +76,6 @@ def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
             + "; ".join(changed)
             + ". Resume with the same config, or pass resume_force=true"
         )
-
-
-def job_overrides() -> list[str]:
-    """This job's command-line overrides (for a sweep job: its own point of the sweep)."""
-    if HydraConfig.initialized():
-        return list(HydraConfig.get().overrides.task)
-    return []
-
-
-def command_line() -> str:
-    """A command that reruns this one job, for tracing a table row back to its run."""
-    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "train.py"
-    return " ".join(["python", script, *job_overrides()])
 
 
 def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 def neftune_scale(alpha: float, lengths: Tensor, dim: int) -> Tensor:

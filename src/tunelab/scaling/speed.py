@@ -11,7 +11,7 @@ import importlib.util
 
 from torch import nn
 
-from tunelab.config import ConfigError
+from tunelab.core.config import ConfigError
 
 
 def check_speed(compile: bool = False, liger: bool = False) -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from tunelab.adapters.base import ExportError
-from tunelab.config import ConfigError, project_root
-from tunelab.export import export_run
+from tunelab.core.config import ConfigError, project_root
 from tunelab.results.collect import Row, Run
 from tunelab.results.table import build_table, to_markdown
+from tunelab.workflows.export import export_run
 
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^ ]*: ")
 

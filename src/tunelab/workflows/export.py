@@ -10,19 +10,9 @@ import json
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from tunelab.config import register_resolvers
-from tunelab.precision import build_adapter_for
-
-
-def run_config(run_dir: Path):
-    """The resolved config a run saved."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"run_dir={run_dir}: no config.yaml (is it a tunelab run directory?)")
-    register_resolvers()
-    return OmegaConf.load(path)
+from tunelab.core.job import run_config
+from tunelab.scaling.model_levers import build_adapter_for
 
 
 def export_run(run_dir: Path, out_dir: Path | None = None) -> Path:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.objectives.base import Objective
-from tunelab.reference import build_reference
+from tunelab.objectives.reference import build_reference
 
 
 class TuneLabModule(L.LightningModule):
@@ -57,7 +57,7 @@ class TuneLabModule(L.LightningModule):
     def configure_model(self) -> None:
         # Only ModelParallelStrategy (strategy=tensor_parallel) sets a device mesh; once per model.
         if self.device_mesh is not None and not getattr(self, "_parallelized", False):
-            from tunelab.parallel import configure_model_parallel
+            from tunelab.scaling.parallel import configure_model_parallel
 
             configure_model_parallel(self.model, self.device_mesh)
             self._parallelized = True
@@ -89,7 +89,7 @@ class TuneLabModule(L.LightningModule):
         else:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         if self.device_mesh is not None:  # tensor parallel: DTensor and plain weights in separate groups
-            from tunelab.parallel import split_dtensor_groups
+            from tunelab.scaling.parallel import split_dtensor_groups
 
             groups = split_dtensor_groups(groups)
         optimizer = self.optimizer_factory(groups)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from tunelab.parallel import gather_fully_sharded, gather_tensor_parallel
+from tunelab.scaling.parallel import gather_fully_sharded, gather_tensor_parallel
 
 
 def fsdp(

@@ -1,0 +1,1 @@
+"""scaling: see docs/architecture.md."""

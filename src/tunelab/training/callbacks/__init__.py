@@ -1,0 +1,1 @@
+"""training.callbacks: see docs/architecture.md."""
