@@ -126,3 +126,10 @@ class TuneLabModule(L.LightningModule):
             recent = torch.stack(values[-window:]).float().cpu()
             summary[f"train/{name}"] = recent.mean().item()
         return summary
+
+    def report(self) -> dict[str, Any]:
+        """Losses, objective metrics and token throughput of the fit, for metrics.json."""
+        tokens = int(self.train_tokens.item())
+        throughput = tokens / self.fit_seconds if self.fit_seconds else 0.0
+        summary = self.loss_summary() | self.metric_summary()
+        return summary | {"train_tokens": tokens, "train_tokens_per_sec": throughput}

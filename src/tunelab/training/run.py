@@ -1,24 +1,44 @@
-"""One run: validate -> load -> adapt -> baseline eval -> fit -> eval -> save -> metrics.json."""
+"""One run, as named stages (each a function below, called in this order by `run_stages`):
+
+1. `prepare`  — seed, compatibility check, data, objective, adapter, eval tasks, pruner: every
+                config and data error is raised here, before the model loads;
+2. `load`     — the base model and tokenizer, attached to the data and the objective;
+3. `baseline` — the eval tasks on the untouched base (`baseline/...`);
+4. `adapt`    — gradient checkpointing, the adapter, the objective's own head, speed levers, and
+                the held-out preference pairs at step 0;
+5. `fit`      — the Lightning module, callbacks and trainer; `trainer.fit`;
+6. `evaluate` — the eval tasks after training (`eval/...`) and their deltas;
+7. `save`     — the trained artifact, the objective's artifacts, the pruning stage;
+8. `report`   — every part's own `report()` (module, data, callbacks) merged into metrics.json.
+
+`train` wraps the stages: it writes config.yaml and metrics.json ("running", then "completed",
+"failed" or "preempted") and prints the summary. run.py never reads a part's internals: a part that
+contributes to metrics.json says so through `report()`.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from tunelab.adapters.base import count_parameters
+from tunelab.adapters.base import Adapter, count_parameters
 from tunelab.core.config import ConfigError
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import deltas, evaluate
+from tunelab.objectives.base import Objective
+from tunelab.pruning.base import Pruner
 from tunelab.pruning.stage import build_pruner, run_pruning
 from tunelab.scaling import compat
 from tunelab.scaling.measure import allocated_bytes, peak_memory
@@ -37,8 +57,36 @@ from tunelab.training.callbacks.resume import (
 )
 from tunelab.training.loggers import finish_wandb
 from tunelab.training.module import TuneLabModule
+from tunelab.training.report import merged_reports
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class RunParts:
+    """What `prepare` builds from the config, before any model weight is read."""
+
+    data: Any  # a TokenizedDataModule (or a subclass for preference / prompt / class data)
+    objective: Objective
+    adapter: Adapter
+    pruner: Pruner
+    eval_tasks: dict[str, Any]
+    speed: dict[str, Any]
+    neftune: list[Callback]
+
+
+@dataclass
+class RunState:
+    """What the stages after `prepare` hand each other."""
+
+    parts: RunParts
+    out_dir: Path
+    samples: Path
+    tokenizer: Any = None
+    model: nn.Module | None = None
+    module: TuneLabModule | None = None
+    trainer: L.Trainer | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -106,8 +154,8 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> l
     return callbacks + fault_callbacks(**cfg.faults)
 
 
-def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
-    """Everything a run does between validated config and metrics; returns the metrics."""
+def prepare(cfg: DictConfig) -> RunParts:
+    """Stage 1: build everything the config names; config and data errors stop the run here."""
     L.seed_everything(cfg.seed, workers=True)
     compat.check(cfg)  # precision x quantization x adapter x optimizer x strategy x this machine
     data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
@@ -117,99 +165,154 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
             f"objective needs '{objective.batch_kind}' batches but data={cfg.data._target_} gives "
             f"'{data.batch_kind}': choose a matching data config"
         )
-    adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
-    neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
-    pruner = build_pruner(cfg.get("prune"))  # prune=none: no stage
-    eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
-    speed = cfg.get("speed") or {}
+    speed = dict(cfg.get("speed") or {})
     check_speed(**speed)  # a missing optional package is a config error, before the model loads
+    return RunParts(
+        data=data,
+        objective=objective,
+        adapter=build_adapter_for(cfg),  # its config checks raise ConfigError here
+        pruner=build_pruner(cfg.get("prune")),  # prune=none: no stage
+        eval_tasks={name: instantiate(spec) for name, spec in cfg.eval.tasks.items()},
+        speed=speed,
+        neftune=neftune_callbacks(cfg.get("neftune_alpha")),  # embedding noise while training only
+    )
 
+
+def load(cfg: DictConfig, state: RunState) -> None:
+    """Stage 2: the base model and tokenizer; data and objective get the tokenizer."""
     loaded = instantiate(cfg.model)
-    tokenizer = loaded.tokenizer
-    data.attach_tokenizer(tokenizer)
-    objective.attach_tokenizer(tokenizer)  # online objectives decode what they sample
-    samples = out_dir / "samples.jsonl"
-    metrics: dict[str, Any] = {}
-    if cfg.eval.before and is_primary_process():
-        metrics |= evaluate(loaded.model, tokenizer, eval_tasks, cfg.eval.batch_size, "baseline", samples)
+    state.model, state.tokenizer = loaded.model, loaded.tokenizer
+    state.parts.data.attach_tokenizer(state.tokenizer)
+    state.parts.objective.attach_tokenizer(state.tokenizer)  # online objectives decode what they sample
 
+
+def score_tasks(cfg: DictConfig, state: RunState, prefix: str) -> dict[str, Any]:
+    """The eval tasks on the model as it is now, as `<prefix>/<task>/<metric>`."""
+    tasks = state.parts.eval_tasks
+    return evaluate(state.model, state.tokenizer, tasks, cfg.eval.batch_size, prefix, state.samples)
+
+
+def baseline(cfg: DictConfig, state: RunState) -> None:
+    """Stage 3: the eval tasks on the untouched base, as `baseline/<task>/<metric>`."""
+    if cfg.eval.before and is_primary_process():
+        state.metrics |= evaluate(
+            state.model,
+            state.tokenizer,
+            state.parts.eval_tasks,
+            cfg.eval.batch_size,
+            "baseline",
+            state.samples,
+        )
+
+
+def adapt(cfg: DictConfig, state: RunState) -> None:
+    """Stage 4: make the base trainable as the adapter says, plus the objective's own head."""
+    parts = state.parts
     if cfg.get("gradient_checkpointing"):
-        enable_gradient_checkpointing(loaded.model)
-    pruner.observe(loaded.model)  # recovery (prune=keep_zeros) records the base's zeros
-    model = adapter.apply(loaded.model)
-    objective.prepare_model(model)  # e.g. the reward model's scalar head, trained with the adapter
-    apply_speed(model, **speed)  # opt-in torch.compile / Liger kernels (see docs/performance.md)
+        enable_gradient_checkpointing(state.model)
+    parts.pruner.observe(state.model)  # recovery (prune=keep_zeros) records the base's zeros
+    state.model = parts.adapter.apply(state.model)
+    parts.objective.prepare_model(state.model)  # e.g. the reward model's scalar head
+    apply_speed(state.model, **parts.speed)  # opt-in torch.compile / Liger kernels
     if cfg.eval.before and is_primary_process():  # held-out preference pairs, scored at step 0
-        metrics |= evaluate_preferences(objective, model, data, "baseline")
-    trainable, total = count_parameters(model)
-    module = TuneLabModule(
-        model,
-        objective,
+        state.metrics |= evaluate_preferences(parts.objective, state.model, parts.data, "baseline")
+
+
+def fit(cfg: DictConfig, state: RunState, ckpt_path: str | None) -> None:
+    """Stage 5: the Lightning module and trainer, then `trainer.fit` (resuming from `ckpt_path`)."""
+    parts = state.parts
+    state.module = TuneLabModule(
+        state.model,
+        parts.objective,
         # plain lists, not ListConfig, in the param groups: checkpoints load with weights_only
         optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.optimizer.scheduler),
-        param_groups=adapter.param_groups,
+        param_groups=parts.adapter.param_groups,
     )
-    reliability = reliability_callbacks(cfg, out_dir, data_fingerprint(data.train_examples))
-    callbacks = [*adapter.callbacks(), *neftune, *reliability]
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=callbacks)
-    model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
-    gather_full_model(trainer, model)  # FSDP: whole weights again, for evaluation and saving
-    if not trainer.is_global_zero:  # other ranks of a multi-process run only train
-        return {}
-    metrics |= allocated_bytes(model, trainer.optimizers)  # before eval/save can free anything
-    metrics["resumed_from_step"] = reliability[0].resumed_from_step
-    preempted = [c.preempted_at_step for c in reliability if isinstance(c, PreemptionCheckpoint)]
-    if preempted and preempted[0] is not None:
-        requeue = requeue_slurm_job()
-        return metrics | {"status": "preempted", "preempted_at_step": preempted[0], "requeue": requeue}
+    reliability = reliability_callbacks(cfg, state.out_dir, data_fingerprint(parts.data.train_examples))
+    callbacks = [*parts.adapter.callbacks(), *parts.neftune, *reliability]
+    state.trainer = build_trainer(cfg, state.out_dir, extra_callbacks=callbacks)
+    state.model.train()  # HF models load in eval mode and evaluation leaves them there
+    state.trainer.fit(state.module, datamodule=parts.data, ckpt_path=ckpt_path, weights_only=True)
+    gather_full_model(state.trainer, state.model)  # FSDP: whole weights again, for evaluation and saving
+    # Measured before evaluation or saving can free anything.
+    state.metrics |= allocated_bytes(state.model, state.trainer.optimizers)
 
-    if cfg.eval.after:
-        metrics |= evaluate(model, tokenizer, eval_tasks, cfg.eval.batch_size, "eval", samples)
-        metrics |= evaluate_preferences(objective, model, data, "eval", module.reference)
-        metrics |= deltas(metrics)  # delta/<task>/<metric>: after - before
-    artifact = adapter.save(model, out_dir)
-    tokenizer.save_pretrained(artifact)
-    metrics |= objective.save_artifacts(model, tokenizer, out_dir)
-    metrics |= run_pruning(pruner, model, adapter, tokenizer, eval_tasks, cfg.eval.batch_size, out_dir)
-    tokens = int(module.train_tokens.item())
-    metrics |= module.loss_summary()
-    metrics |= module.metric_summary()
-    metrics |= {
+
+def evaluate_trained(cfg: DictConfig, state: RunState) -> None:
+    """Stage 6: the eval tasks after training (`eval/...`), preference pairs, and deltas."""
+    if not cfg.eval.after:
+        return
+    parts = state.parts
+    state.metrics |= evaluate(
+        state.model, state.tokenizer, parts.eval_tasks, cfg.eval.batch_size, "eval", state.samples
+    )
+    state.metrics |= evaluate_preferences(
+        parts.objective, state.model, parts.data, "eval", state.module.reference
+    )
+    state.metrics |= deltas(state.metrics)  # delta/<task>/<metric>: after - before
+
+
+def save(cfg: DictConfig, state: RunState) -> None:
+    """Stage 7: the trained artifact (adapter or model) with its tokenizer, then pruning."""
+    parts, out_dir = state.parts, state.out_dir
+    artifact = parts.adapter.save(state.model, out_dir)
+    state.tokenizer.save_pretrained(artifact)
+    state.metrics["artifact"] = str(artifact.relative_to(out_dir))
+    state.metrics |= parts.objective.save_artifacts(state.model, state.tokenizer, out_dir)
+    state.metrics |= run_pruning(
+        parts.pruner,
+        state.model,
+        parts.adapter,
+        state.tokenizer,
+        parts.eval_tasks,
+        cfg.eval.batch_size,
+        out_dir,
+    )
+
+
+def report(state: RunState) -> dict[str, Any]:
+    """Stage 8: the run's sizes plus every part's own `report()`, merged."""
+    trainable, total = count_parameters(state.model)
+    sizes = {
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": 100.0 * trainable / total,
-        "train_steps": trainer.global_step,
-        "train_tokens": tokens,
-        "train_tokens_per_sec": tokens / module.fit_seconds if module.fit_seconds else 0.0,
-        **data.report(),  # examples, truncated examples/tokens, data/removed/<filter>, replay
-        "zero_token_batches": sum(
-            c.zero_token_batches for c in trainer.callbacks if isinstance(c, TrainingGuards)
-        ),
-        "artifact": str(artifact.relative_to(out_dir)),
+        "train_steps": state.trainer.global_step,
     }
-    return metrics | early_stopping_summary(trainer)
+    parts = [state.module, state.parts.data, *state.trainer.callbacks]
+    return state.metrics | sizes | merged_reports(parts)
 
 
-def early_stopping_summary(trainer: L.Trainer) -> dict[str, Any]:
-    """Where early stopping stopped the run and the best monitored value, when it is on."""
-    stoppers = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
-    if not stoppers:
+def preempted(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's record when the preemption handler stopped it: requeue it (under SLURM)."""
+    if metrics.get("preempted_at_step") is None:
+        return None
+    return metrics | {"status": "preempted", "requeue": requeue_slurm_job()}
+
+
+def run_stages(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
+    """The stages in order; returns the metrics ({} on the non-primary ranks of a multi-process run)."""
+    state = RunState(parts=prepare(cfg), out_dir=out_dir, samples=out_dir / "samples.jsonl")
+    load(cfg, state)
+    baseline(cfg, state)
+    adapt(cfg, state)
+    fit(cfg, state, ckpt_path)
+    if not state.trainer.is_global_zero:  # other ranks of a multi-process run only train
         return {}
-    stopper = stoppers[0]
-    stopped = stopper.wait_count >= stopper.patience  # else the run reached max_steps
-    return {
-        "early_stopping/stopped_at_step": trainer.global_step if stopped else None,
-        f"early_stopping/best_{stopper.monitor}": float(stopper.best_score),
-    }
+    stopped = preempted(merged_reports(state.trainer.callbacks))
+    if stopped is not None:
+        return state.metrics | stopped
+    evaluate_trained(cfg, state)
+    save(cfg, state)
+    return report(state)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; `metrics.json` is written last, as "completed" or "failed"."""
     started = time.perf_counter()
     if not is_primary_process():  # a DDP/FSDP worker rank: trains its share, writes nothing
-        return fit_and_measure(cfg, output_dir(cfg), resume_checkpoint(cfg, output_dir(cfg)))
+        return run_stages(cfg, output_dir(cfg), resume_checkpoint(cfg, output_dir(cfg)))
     if torch.cuda.is_available():  # a sweep's jobs share one process: measure each on its own
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
@@ -229,7 +332,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             refuse_changed_config(cfg, Path(ckpt_path))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         write_json_atomic(out_dir / "metrics.json", metrics)
-        result = fit_and_measure(cfg, out_dir, ckpt_path)
+        result = run_stages(cfg, out_dir, ckpt_path)
         metrics |= result
         metrics["status"] = result.get("status", "completed")  # or "preempted": requeued to resume
     except BaseException as err:

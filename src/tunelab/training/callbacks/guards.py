@@ -27,6 +27,10 @@ class TrainingGuards(Callback):
         self.zero_token_batch_limit = zero_token_batch_limit
         self.zero_token_batches = 0
 
+    def report(self) -> dict[str, Any]:
+        """How many training batches had no supervised token."""
+        return {"zero_token_batches": self.zero_token_batches}
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

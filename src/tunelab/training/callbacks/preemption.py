@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -26,6 +27,10 @@ class PreemptionCheckpoint(Callback):
         self.checkpoint_path = checkpoint_path
         self.requested = False
         self.preempted_at_step: int | None = None
+
+    def report(self) -> dict[str, Any]:
+        """The step at which the signal stopped training, when it did."""
+        return {} if self.preempted_at_step is None else {"preempted_at_step": self.preempted_at_step}
 
     def _request(self, signum, frame) -> None:
         self.requested = True

@@ -77,6 +77,10 @@ class ResumeState(Callback):
         self._pending_rng: dict[str, Any] | None = None
         self.resumed_from_step: int | None = None
 
+    def report(self) -> dict[str, Any]:
+        """The step this fit resumed from (None for a fresh start)."""
+        return {"resumed_from_step": self.resumed_from_step}
+
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_states(), "data_sha256": self.data_sha256}
 
