@@ -1,16 +1,64 @@
-"""Command-line helpers that run before Hydra parses argv."""
+"""`tunelab <verb> [key=value ...]` (also `python -m tunelab`): one entry point for every user verb.
+
+Each verb is a module of `tunelab.apps` with `main(argv) -> int`; all take Hydra-style `key=value`
+arguments. The registry below is the list `tunelab --help` prints.
+"""
 
 from __future__ import annotations
 
-MULTIRUN_FLAGS = ("-m", "--multirun")
+import importlib
+import sys
+from dataclasses import dataclass
+
+from tunelab.apps.hydra_app import hoist_multirun_flag
+
+__all__ = ["VERBS", "hoist_multirun_flag", "main"]
 
 
-def hoist_multirun_flag(argv: list[str]) -> list[str]:
-    """Move `-m`/`--multirun` to the front of the arguments.
+@dataclass(frozen=True)
+class Verb:
+    module: str  # a module of tunelab.apps with main(argv) -> int
+    summary: str
 
-    hydra-core 1.3's argparse stops collecting overrides at `-m` when overrides precede it, so
-    `train.py adapter=dora -m rank=8,16` fails with "unrecognized arguments" (Hydra issue 3053).
-    """
-    flags = [a for a in argv[1:] if a in MULTIRUN_FLAGS]
-    rest = [a for a in argv[1:] if a not in MULTIRUN_FLAGS]
-    return [argv[0], *flags[:1], *rest]
+
+VERBS: dict[str, Verb] = {
+    "train": Verb("tunelab.apps.train", "train one experiment, or a sweep with -m (= python train.py)"),
+    "eval": Verb("tunelab.apps.eval", "evaluate a base model or a finished run (= python eval.py)"),
+    "table": Verb("tunelab.apps.table", "tables (md, tex, csv) and plots of a results folder"),
+    "export": Verb("tunelab.apps.export", "merge a run's adapter into a standalone HF model"),
+    "pipeline": Verb("tunelab.apps.pipeline", "run a multi-stage pipeline (conf/pipeline/)"),
+    "estimate-memory": Verb("tunelab.apps.estimate_memory", "training memory per device, nothing loaded"),
+}
+
+
+def usage() -> str:
+    """The verbs and what each does."""
+    width = max(map(len, VERBS))
+    lines = [f"  {name:{width}s}  {verb.summary}" for name, verb in VERBS.items()]
+    head = "usage: tunelab <verb> [key=value ...]   (`tunelab train --help`: the config groups)"
+    return "\n".join([head, *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `argv` (without the program name) to its verb; 2 for an unknown verb or a user error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in VERBS:
+        print(f"tunelab: unknown verb {name!r}\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(VERBS[name].module)
+    from tunelab.core.config import ConfigError
+
+    try:
+        return int(module.main([f"tunelab {name}", *rest]) or 0)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def entry_point() -> None:
+    """The `tunelab` console script."""
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The adapter group through the user's commands: train.py, then scripts/export.py."""
+"""The adapter group through the user's commands: train.py, then tunelab export."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import ROOT, read_metrics, run_train
+from tests.conftest import read_metrics, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_dora_run_measures_bytes_and_exports_a_standalone_model(tmp_path, tiny_m
     assert m["weight_bytes"] == 4 * m["total_params"]
 
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "export.py"), f"run_dir={run_dir}"],
+        [sys.executable, "-m", "tunelab", "export", f"run_dir={run_dir}"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -13,13 +13,18 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import ROOT, SMALL_RUN
+from tests.conftest import SMALL_RUN
 
 pytestmark = pytest.mark.slow
 
 # Shared by every stage (they come last and win): so no trainer.max_steps here, each stage sets its own.
 SMALL = [a for a in SMALL_RUN if not a.startswith(("trainer.max_steps", "eval.tasks", "checkpoint_every"))]
 SMALL += ["eval.tasks.arithmetic.limit=4", "eval.tasks.reverse.limit=4", "checkpoint_every=50"]
+
+
+def overrides_arg(overrides: list[str]) -> str:
+    """`overrides=[a=1,b=2]`: the pipeline verb's list of overrides for every stage."""
+    return "overrides=[" + ",".join(overrides) + "]"
 
 
 def weights_hash(directory) -> str:
@@ -44,7 +49,7 @@ def test_pipeline_hands_weights_on_prunes_and_stops_at_a_failed_stage(tmp_path):
     )
     out = tmp_path / "pipe"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "pipeline.py"), str(spec), "--out", str(out), "--", *SMALL],
+        [sys.executable, "-m", "tunelab", "pipeline", f"pipeline={spec}", f"out={out}", overrides_arg(SMALL)],
         capture_output=True,
         text=True,
         timeout=600,

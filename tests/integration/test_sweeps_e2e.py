@@ -53,9 +53,9 @@ def test_seed_sweep_into_a_table_and_rerun_is_identical(tmp_path):
     run_train(["-m", "seed=2,1,0", f"hydra.sweep.dir={sweep_dir}", *TINY, *TINY_EVAL])
     assert len(job_dirs(sweep_dir)) == 3
 
-    from scripts.make_table import main as make_table
+    from tunelab.cli import main as tunelab
 
-    assert make_table([str(sweep_dir), "--out", str(tmp_path / "table")]) == 0
+    assert tunelab(["table", f"results={sweep_dir}", f"out={tmp_path / 'table'}"]) == 0
     md = (tmp_path / "table" / "table.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ") and "trainer.max_steps=3" in line]
     assert len(rows) == 1 and rows[0].split(" | ")[1] == "3"  # three seeds, one row

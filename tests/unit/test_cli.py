@@ -8,3 +8,40 @@ def test_multirun_flag_moves_to_front():
     assert hoist_multirun_flag(argv) == ["train.py", "-m", "adapter=dora", "objective=simpo", "rank=8,16,32"]
     assert hoist_multirun_flag(["t.py", "--multirun", "a=1"]) == ["t.py", "--multirun", "a=1"]
     assert hoist_multirun_flag(["t.py", "a=1"]) == ["t.py", "a=1"]
+
+
+def test_an_unknown_verb_exits_2_and_lists_the_verbs(capsys):
+    from tunelab.cli import VERBS, main
+
+    assert main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "'trian'" in err and all(name in err for name in VERBS)
+
+
+def test_key_value_arguments_are_typed_and_name_the_bad_key():
+    import pytest
+
+    from tunelab.apps.arguments import parse_arguments
+    from tunelab.apps.table import TableArguments
+    from tunelab.core.config import ConfigError
+
+    args = parse_arguments("table", TableArguments, ["results=r", "metrics=[a,b]", "baseline=adapter=lora"])
+    assert (args.results, args.metrics, args.baseline) == ("r", ["a", "b"], "adapter=lora")
+    with pytest.raises(ConfigError, match="missing results="):
+        parse_arguments("table", TableArguments, ["baseline=x"])
+    with pytest.raises(ConfigError, match="metricz"):
+        parse_arguments("table", TableArguments, ["results=r", "metricz=[a]"])
+
+
+def test_the_command_runs_from_any_directory_and_a_typo_fails_before_torch_loads(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, runpy; sys.argv = ['tunelab', 'train', 'adapter=lorra'];\n"
+        "try:\n    runpy.run_module('tunelab', run_name='__main__')\n"
+        "except SystemExit as e:\n    print('torch loaded:', 'torch' in sys.modules, 'exit', e.code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "Could not find 'adapter/lorra'" in proc.stderr + proc.stdout
+    assert "torch loaded: False" in proc.stdout

@@ -46,7 +46,7 @@ class Adapter:
         raise ExportError(f"adapter={self.name} has no merge into a standalone model")
 
     def export(self, base: PreTrainedModel, artifact: Path) -> PreTrainedModel:
-        """The standalone model `scripts/export.py` writes: `merge(load(base, artifact))`."""
+        """The standalone model `tunelab export` writes: `merge(load(base, artifact))`."""
         return self.merge(self.load(base, artifact))
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:

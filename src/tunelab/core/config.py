@@ -10,6 +10,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+# The shipped configs: package data (a link to the repository's conf/ in a source checkout).
+PACKAGE_CONF = Path(__file__).resolve().parent.parent / "conf"
+
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message names the keys and what was expected."""

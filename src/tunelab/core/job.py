@@ -27,8 +27,10 @@ def job_overrides() -> list[str]:
 
 def command_line() -> str:
     """A command that reruns this one job, for tracing a table row back to its run."""
-    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "train.py"
-    return " ".join(["python", script, *job_overrides()])
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "train.py"
+    # `python train.py` / `python eval.py`, or the console command as typed (`tunelab train`).
+    launcher = ["python", Path(program).name] if program.endswith(".py") else [program]
+    return " ".join([*launcher, *job_overrides()])
 
 
 def run_config(run_dir: Path):

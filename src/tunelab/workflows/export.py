@@ -1,4 +1,4 @@
-"""Turn a finished run's artifact into a standalone HF model directory (`scripts/export.py`).
+"""Turn a finished run's artifact into a standalone HF model directory (`tunelab export`).
 
 The run's own resolved `config.yaml` says which adapter and base it used; the adapter class
 knows how to reload its artifact and merge it (`Adapter.load`, `Adapter.merge`, `Adapter.export`).

@@ -26,7 +26,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from tunelab.adapters.base import ExportError
-from tunelab.core.config import ConfigError, project_root
+from tunelab.core.config import PACKAGE_CONF, ConfigError
 from tunelab.results.collect import Row, Run
 from tunelab.results.table import build_table, to_markdown
 from tunelab.workflows.export import export_run
@@ -50,7 +50,7 @@ def load_pipeline(spec: str | Path, conf_dir: Path | None = None) -> list[Stage]
     """Stages from `conf/pipeline/<spec>.yaml`, or from the yaml file `spec` names."""
     path = Path(spec)
     if not path.suffix:
-        path = (conf_dir or project_root() / "conf" / "pipeline") / f"{spec}.yaml"
+        path = (conf_dir or PACKAGE_CONF / "pipeline") / f"{spec}.yaml"
     if not path.is_file():
         raise ConfigError(f"pipeline={spec!r}: no file {path}")
     cfg = OmegaConf.to_container(OmegaConf.load(path))
@@ -77,7 +77,8 @@ def stage_command(stage: Stage, run_dir: Path, model_in: Path | None, common: li
     args = [*stage.overrides, *common, f"hydra.run.dir={run_dir}", f"name={run_dir.parent.name}"]
     if model_in is not None:
         args.append(f"model.name_or_path={model_in}")
-    return [sys.executable, str(project_root() / "train.py"), *args]
+    # `python -m tunelab train`: works from any directory, with or without a source checkout.
+    return [sys.executable, "-m", "tunelab", "train", *args]
 
 
 def stage_output(run_dir: Path) -> Path:
