@@ -42,6 +42,8 @@ def test_the_command_runs_from_any_directory_and_a_typo_fails_before_torch_loads
         "try:\n    runpy.run_module('tunelab', run_name='__main__')\n"
         "except SystemExit as e:\n    print('torch loaded:', 'torch' in sys.modules, 'exit', e.code)"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert "Could not find 'adapter/lorra'" in proc.stderr + proc.stdout
     assert "torch loaded: False" in proc.stdout
