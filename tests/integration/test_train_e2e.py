@@ -33,9 +33,13 @@ def lora_param_count(model_dir: Path, rank: int) -> int:
 
 def test_lora_sft_run_writes_everything(tmp_path, tiny_model_dir):
     run_dir = tmp_path / "run"
-    run_train([*SMALL_RUN, f"hydra.run.dir={run_dir}", "rank=4"])
+    proc = run_train([*SMALL_RUN, f"hydra.run.dir={run_dir}", "rank=4", "trainer.enable_progress_bar=true"])
     m = read_metrics(run_dir)
     assert m.keys() >= REQUIRED_KEYS
+    console = proc.stdout + proc.stderr
+    assert f"-> {run_dir}" in console and "train (12 steps" in console  # what runs, the bar
+    for noise in ("gemm_4bit_forward", "litlogger", "GPU available", "Epoch 0/-2", "Loading weights"):
+        assert noise not in console, noise
     assert m["status"] == "completed" and m["objective"] == "sft" and m["adapter"] == "lora"
     assert m["train_steps"] == 12
     assert m["train_loss_final"] < m["train_loss_initial"]

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from tunelab.apps.hydra_app import run_hydra_app
 from tunelab.core.config import PACKAGE_CONF
+from tunelab.core.quiet import quiet_libraries
 
 
 @hydra.main(version_base="1.3", config_path=str(PACKAGE_CONF), config_name="evaluate")
@@ -19,5 +20,6 @@ def eval_app(cfg: DictConfig) -> None:
 
 def main(argv: list[str]) -> int:
     """Run the app on `argv` (argv[0] is the program name)."""
+    quiet_libraries()
     run_hydra_app(eval_app, argv)
     return 0

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from tunelab.apps.hydra_app import run_hydra_app
 from tunelab.core.config import PACKAGE_CONF
+from tunelab.core.quiet import quiet_libraries
 
 
 @hydra.main(version_base="1.3", config_path=str(PACKAGE_CONF), config_name="train")
@@ -20,6 +21,7 @@ def train_app(cfg: DictConfig) -> float | None:
 
 def main(argv: list[str]) -> int:
     """Run the app on `argv` (argv[0] is the program name); non-zero when a sweep job failed."""
+    quiet_libraries()
     run_hydra_app(train_app, argv)
     from tunelab.training.sweep import sweep_exit_code
 

@@ -49,6 +49,7 @@ from tunelab.training.callbacks.faults import fault_callbacks
 from tunelab.training.callbacks.guards import TrainingGuards
 from tunelab.training.callbacks.neftune import neftune_callbacks
 from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.training.callbacks.progress import StepProgressBar
 from tunelab.training.callbacks.resume import (
     AtomicCheckpointIO,
     ResumeState,
@@ -137,6 +138,8 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
     )
     guards = TrainingGuards(**cfg.guards)
     callbacks = [checkpoint, guards, *(extra_callbacks or [])]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar())
     if cfg.get("early_stopping"):
         callbacks.append(instantiate(cfg.early_stopping))
     checkpoint_io = AtomicCheckpointIO(cfg.faults.kill_while_saving_at_step)
@@ -332,6 +335,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             refuse_changed_config(cfg, Path(ckpt_path))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         write_json_atomic(out_dir / "metrics.json", metrics)
+        print(run_header(cfg, out_dir, ckpt_path), flush=True)
         result = run_stages(cfg, out_dir, ckpt_path)
         metrics |= result
         metrics["status"] = result.get("status", "completed")  # or "preempted": requeued to resume
@@ -345,6 +349,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json_atomic(out_dir / "metrics.json", metrics)
     print_summary(out_dir, metrics)
     return metrics
+
+
+def run_header(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> str:
+    """One line saying what is being run and where it lands."""
+    data = str(cfg.data.get("_target_", "?")).rsplit(".", 1)[-1]
+    start = f", resuming {ckpt_path}" if ckpt_path else ""
+    return (
+        f"tunelab: adapter={cfg.adapter.name} objective={cfg.objective.name} data={data} "
+        f"model={cfg.model.get('name_or_path', '?')} max_steps={cfg.trainer.max_steps} "
+        f"seed={cfg.seed}{start} -> {out_dir}"
+    )
 
 
 def print_summary(out_dir: Path, metrics: dict[str, Any]) -> None:

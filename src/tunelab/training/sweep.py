@@ -14,8 +14,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tunelab.training.run import train
-
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +28,8 @@ def run_job(cfg: DictConfig) -> float | None:
     In a sweep a failed job is recorded (metrics.json says "failed" with the error) and the
     sweep goes on; a single run re-raises so the process exits non-zero.
     """
+    from tunelab.training.run import train  # heavy; the sweep callback below must stay light
+
     try:
         metrics = train(cfg)
     except Exception:
