@@ -86,7 +86,11 @@ RULE_CASES = [
     (["strategy=ddp", "trainer.devices=4", "trainer.accelerator=cpu"], CPU, []),
     (["strategy=fsdp", "adapter=qlora"], GPU, ["quantization", "trainer.strategy=fsdp"]),
     (["strategy=fsdp", "adapter=galore"], GPU, ["optimizer.optimizer._target_", "trainer.strategy=fsdp"]),
+    (["strategy=fsdp", "adapter=galore8bit"], GPU, ["optimizer.optimizer._target_", "trainer.strategy=fsdp"]),
+    (["strategy=deepspeed_zero1", "adapter=galore8bit"], GPU, ["GaLore", "trainer.strategy=deepspeed"]),
     (["strategy=ddp", "adapter=galore"], GPU, []),
+    (["strategy=fsdp2", "trainer.gradient_clip_val=null"], CPU, ["adapter=lora", "fsdp2"]),
+    (["strategy=fsdp2", "adapter=full"], CPU, ["trainer.gradient_clip_val=1.0", "fsdp2"]),
     (["strategy=tensor_parallel", "adapter=full"], CPU, ["trainer.gradient_clip_val=1.0", "tensor_parallel"]),
     (
         ["strategy=tensor_parallel", "trainer.gradient_clip_val=null"],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tunelab.core.config import ConfigError
 
@@ -45,40 +45,32 @@ def accelerator(cfg: DictConfig, machine: Machine) -> str:
     return "cuda" if chosen == "gpu" else chosen
 
 
-# What each strategy `_target_` does to the weights: "sharded" strategies split weights or
-# optimizer state across ranks, so per-tensor tricks (bitsandbytes storage, GaLore) cannot apply.
-SHARDED_STRATEGIES = {
-    "tunelab.scaling.strategies.fsdp": "fsdp",
-    "lightning.pytorch.strategies.FSDPStrategy": "fsdp",
-    "lightning.pytorch.strategies.DeepSpeedStrategy": "deepspeed",
-    "lightning.pytorch.strategies.ModelParallelStrategy": "tensor_parallel",
-}
+def strategy_facts(cfg: DictConfig) -> DictConfig:
+    """What the strategy config declares about itself (`scaling.strategy`, see conf/strategy/)."""
+    return OmegaConf.select(cfg, "scaling.strategy", default=None) or OmegaConf.create({})
+
+
+def precision_facts(cfg: DictConfig) -> DictConfig:
+    """What the precision config declares about itself (`scaling.precision`, see conf/precision/)."""
+    return OmegaConf.select(cfg, "scaling.precision", default=None) or OmegaConf.create({})
 
 
 def sharded(cfg: DictConfig) -> str | None:
-    """'fsdp', 'deepspeed' or 'tensor_parallel' when `trainer.strategy` shards; else None."""
-    node = cfg.trainer.get("strategy")
-    if isinstance(node, DictConfig):
-        return SHARDED_STRATEGIES.get(str(node.get("_target_")))
-    return None
+    """The strategy's kind ('fsdp', 'deepspeed', ...) when it shards any training state; else None."""
+    facts = strategy_facts(cfg)
+    return str(facts.kind) if facts.get("shards") else None
 
 
 # --- rules -------------------------------------------------------------------------------------
 
-# Precisions that need a CUDA device, and why.
-CUDA_ONLY_PRECISIONS = {
-    "16-mixed": "fp16 autocast with loss scaling is CUDA-only here (CPU autocast is bf16)",
-    "16-true": "fp16 weights have no CPU kernels for training",
-    "transformer-engine": "Transformer Engine needs an NVIDIA GPU",
-}
-
 
 def precision_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
-    precision = str(cfg.trainer.precision)
-    if precision in CUDA_ONLY_PRECISIONS and accelerator(cfg, m) != "cuda":
+    facts = precision_facts(cfg)
+    reason = facts.get("needs_cuda")
+    if reason and accelerator(cfg, m) != "cuda":
         return (
-            f"trainer.precision={precision} (precision=fp16_mixed) on accelerator "
-            f"'{accelerator(cfg, m)}': {CUDA_ONLY_PRECISIONS[precision]}; use precision=bf16_mixed or fp32"
+            f"trainer.precision={cfg.trainer.precision} (precision={facts.get('name')}) on accelerator "
+            f"'{accelerator(cfg, m)}': {reason}; use precision=bf16_mixed or fp32"
         )
     return None
 
@@ -118,10 +110,11 @@ def one_quantization(cfg: DictConfig, m: Machine) -> str | None:
 
 
 def strategy_packages(cfg: DictConfig, m: Machine) -> str | None:
-    if sharded(cfg) == "deepspeed" and "deepspeed" not in m.packages:
+    package = strategy_facts(cfg).get("needs_package")
+    if package and package not in m.packages:
         return (
-            f"trainer.strategy={cfg.trainer.strategy._target_}: deepspeed is not installed; "
-            "`pip install -e .[deepspeed]` (a CUDA machine) or use strategy=fsdp"
+            f"trainer.strategy={cfg.trainer.strategy._target_}: {package} is not installed; "
+            f"`pip install -e .[{package}]` (a CUDA machine) or use strategy=fsdp"
         )
     return None
 
@@ -133,19 +126,12 @@ def devices_available(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
-# Sharded strategies that cannot run on CPU processes, and why.
-CUDA_ONLY_STRATEGIES = {
-    "deepspeed": "DeepSpeed's ZeRO kernels and communication need CUDA",
-    "fsdp": "torch's FullyShardedDataParallel refuses CPU-only machines (and Lightning refuses it too)",
-}
-
-
 def strategy_needs_cuda(cfg: DictConfig, m: Machine) -> str | None:
-    kind = sharded(cfg)
-    if kind in CUDA_ONLY_STRATEGIES and accelerator(cfg, m) != "cuda":
+    facts = strategy_facts(cfg)
+    if facts.get("needs_cuda") and accelerator(cfg, m) != "cuda":
         return (
-            f"trainer.strategy={kind} (strategy={kind}*) on accelerator '{accelerator(cfg, m)}': "
-            f"{CUDA_ONLY_STRATEGIES[kind]}; on CPU use strategy=ddp"
+            f"trainer.strategy={facts.kind} (strategy={facts.kind}*) on accelerator "
+            f"'{accelerator(cfg, m)}': {facts.needs_cuda}; on CPU use strategy=ddp"
         )
     return None
 
@@ -164,9 +150,11 @@ def quantized_base_unsharded(cfg: DictConfig, m: Machine) -> str | None:
 
 def galore_unsharded(cfg: DictConfig, m: Machine) -> str | None:
     """GaLore projects whole weight matrices' gradients: a shard has the wrong shape."""
+    from tunelab.adapters.galore import is_galore_optimizer
+
     target = str(cfg.optimizer.optimizer._target_)
     kind = sharded(cfg)
-    if target.startswith("galore_torch.") and kind:
+    if kind and is_galore_optimizer(target):
         return (
             f"optimizer.optimizer._target_={target} with trainer.strategy={kind}: GaLore needs "
             "whole weight matrices; use strategy=single or strategy=ddp"
@@ -174,26 +162,24 @@ def galore_unsharded(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
-def tensor_parallel_without_clipping(cfg: DictConfig, m: Machine) -> str | None:
-    """torch's clip_grad_norm_ cannot mix DTensor (split) and plain (replicated) gradients."""
-    if sharded(cfg) == "tensor_parallel" and cfg.trainer.get("gradient_clip_val"):
+def strategy_refuses_clipping(cfg: DictConfig, m: Machine) -> str | None:
+    """A strategy that declares it cannot clip gradient norms (tensor parallel, FSDP2)."""
+    facts = strategy_facts(cfg)
+    if facts.get("refuses_clipping") and cfg.trainer.get("gradient_clip_val"):
         return (
-            f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} with strategy=tensor_parallel: "
-            "gradient-norm clipping over mixed DTensor/plain gradients is not supported here; "
-            "set trainer.gradient_clip_val=null"
+            f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} with strategy={facts.kind}: "
+            f"{facts.refuses_clipping}; set trainer.gradient_clip_val=null"
         )
     return None
 
 
-def tensor_parallel_needs_full(cfg: DictConfig, m: Machine) -> str | None:
-    """The TP plan splits the base's own linear layers: peft's wrappers around them would not be."""
+def strategy_refuses_peft(cfg: DictConfig, m: Machine) -> str | None:
+    """A strategy whose parallel plan splits the base's own modules, not peft's wrappers."""
     from tunelab.adapters.peft_adapter import PeftAdapter
 
-    if sharded(cfg) == "tensor_parallel" and issubclass(get_class(cfg.adapter._target_), PeftAdapter):
-        return (
-            f"adapter={cfg.adapter.name} with strategy=tensor_parallel: the tensor-parallel plan "
-            "splits plain linear layers, not peft-wrapped ones; use adapter=full or freeze"
-        )
+    facts = strategy_facts(cfg)
+    if facts.get("refuses_peft") and issubclass(get_class(cfg.adapter._target_), PeftAdapter):
+        return f"adapter={cfg.adapter.name} with strategy={facts.kind}: {facts.refuses_peft}"
     return None
 
 
@@ -218,8 +204,8 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     strategy_needs_cuda,
     quantized_base_unsharded,
     galore_unsharded,
-    tensor_parallel_without_clipping,
-    tensor_parallel_needs_full,
+    strategy_refuses_clipping,
+    strategy_refuses_peft,
     validation_needs_data,
 ]
 

@@ -2,7 +2,8 @@
 
 Parameter shapes come from the real architecture built on the meta device (no weights, no bytes),
 with the run's adapter applied to it, so trainable counts are peft's own. Bytes per parameter then
-follow from precision, quantization and optimizer (tables below); activations from a per-block
+follow from what the precision, quantization and optimizer configs declare (`scaling.precision`,
+`optimizer.state_memory`); activations from a per-block
 formula; a sharding strategy divides what it shards by the number of devices.
 
 Weights, gradients and optimizer state are checked against the bytes a real tiny-model run
@@ -17,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
-from peft import get_peft_model
+from peft import PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
-from tunelab.adapters.base import build_adapter
+from tunelab.adapters.base import Adapter, build_adapter
 from tunelab.core.config import ConfigError
-from tunelab.scaling.compat import sharded
+from tunelab.scaling.compat import precision_facts, sharded, strategy_facts
 
 # Architectures of hub models the configs name, shipped so the estimator works offline.
 SHAPES = Path(__file__).parent / "shapes"
@@ -71,12 +73,12 @@ def quantized_bytes(shape: torch.Size, q: dict) -> int:
     return math.ceil(numel / 2) + scales + 4 * 16  # + the 16-value NF4/FP4 code book
 
 
-def adam_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+def adam_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
     """torch AdamW: exp_avg and exp_avg_sq in the parameter's dtype, plus a fp32 step."""
     return 2 * p.numel() * dtype_bytes + 4
 
 
-def adam_8bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+def adam_8bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
     """bitsandbytes 8-bit Adam: two uint8 moments with fp32 absmax per 256 values (the two 256-entry
     code books are shared by all parameters: 2 KiB, left out); tensors under 4096 values
     (min_8bit_size) keep two fp32 moments instead."""
@@ -86,17 +88,17 @@ def adam_8bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
     return 2 * n + 2 * 4 * math.ceil(n / 256)
 
 
-def adam_32bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+def adam_32bit_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
     """bitsandbytes 32-bit (paged) Adam: two fp32 moments whatever the parameter's dtype."""
     return 2 * p.numel() * 4
 
 
-def sgd_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+def sgd_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
     """SGD: one momentum buffer, none without momentum."""
     return p.numel() * dtype_bytes if opt.get("momentum", 0) else 0
 
 
-def adafactor_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
+def adafactor_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
     """transformers' Adafactor: fp32 row and column second-moment factors for a matrix, a full fp32
     second moment for a vector, a fp32 first moment only when beta1 is set."""
     shape = p.shape
@@ -105,24 +107,38 @@ def adafactor_state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig) -> int:
     return 4 * (second + first)
 
 
-OPTIMIZER_STATE: dict[str, Callable[[torch.Tensor, int, DictConfig], int]] = {
-    "torch.optim.AdamW": adam_state,
-    "torch.optim.Adam": adam_state,
-    "bitsandbytes.optim.AdamW8bit": adam_8bit_state,
-    "bitsandbytes.optim.PagedAdamW8bit": adam_8bit_state,
-    "bitsandbytes.optim.PagedAdamW32bit": adam_32bit_state,
-    "torch.optim.SGD": sgd_state,
-    "transformers.optimization.Adafactor": adafactor_state,
-}
+def projected_shape(p: torch.Tensor, rank: int) -> tuple[torch.Size, int]:
+    """GaLore's projected gradient of an (m, n) weight and its projector's size (galore-torch's
+    `std` projection: the larger side stays, the smaller is projected to `rank`)."""
+    m, n = p.shape
+    large, small = max(m, n), min(m, n)
+    return torch.Size([large, min(rank, small)]), min(rank, small) * small
 
-# Lightning precision -> (bytes per activation element, whether parameters are cast to 16 bits).
-PRECISION = {
-    "32-true": (4, False),
-    "32": (4, False),
-    "bf16-mixed": (2, False),
-    "16-mixed": (2, False),
-    "bf16-true": (2, True),
-    "16-true": (2, True),
+
+def galore(inner: Callable[[torch.Tensor, int, DictConfig, dict], int]) -> Callable:
+    """A GaLore state formula: `inner`'s state of the projected gradient, plus the fp32 projector,
+    for the tensors of the group that carries GaLore's `rank`; `inner` as it is for the others."""
+
+    def state(p: torch.Tensor, dtype_bytes: int, opt: DictConfig, group: dict) -> int:
+        if "rank" not in group or p.dim() != 2:
+            return inner(p, dtype_bytes, opt, group)
+        shape, projector = projected_shape(p, int(group["rank"]))
+        return inner(torch.empty(shape, device="meta"), 4, opt, {}) + 4 * projector
+
+    state.__doc__ = f"GaLore over {inner.__name__}"
+    return state
+
+
+# The optimizer configs name their formula (`state_memory:` in conf/optimizer/*.yaml).
+STATE_FORMULAS: dict[str, Callable[[torch.Tensor, int, DictConfig, dict], int]] = {
+    "adam": adam_state,
+    "adam_8bit": adam_8bit_state,
+    "adam_32bit": adam_32bit_state,
+    "sgd": sgd_state,
+    "adafactor": adafactor_state,
+    "galore_adam": galore(adam_32bit_state),  # GaLore keeps fp32 moments of the projected gradient
+    "galore_adam_8bit": galore(adam_8bit_state),
+    "galore_adafactor": galore(adafactor_state),
 }
 
 
@@ -168,38 +184,23 @@ class Sharding:
     ways: int = 1
 
 
-ALL = frozenset({"weights", "gradients", "optimizer_state"})
-FSDP_SHARDS = {
-    "FULL_SHARD": ALL,
-    "HYBRID_SHARD": ALL,
-    "SHARD_GRAD_OP": frozenset({"gradients", "optimizer_state"}),
-    "NO_SHARD": frozenset(),
-}
-ZERO_SHARDS = {
-    1: frozenset({"optimizer_state"}),
-    2: frozenset({"gradients", "optimizer_state"}),
-    3: ALL,
-}
-
-
 def sharding(cfg: DictConfig) -> Sharding:
-    """How `trainer.strategy` spreads the training state over `trainer.devices` x `num_nodes`."""
+    """How the strategy spreads the training state: what its config declares (`scaling.strategy`:
+    shards, offload, ways) over `trainer.devices` x `num_nodes`."""
+    facts = strategy_facts(cfg)
     devices = cfg.trainer.get("devices", 1)
     per_node = devices if isinstance(devices, int) else 1
-    world = per_node * int(cfg.trainer.get("num_nodes", 1))
-    kind, node = sharded(cfg), cfg.trainer.get("strategy")
-    if kind == "fsdp":
-        mode = str(node.get("sharding_strategy", "FULL_SHARD"))
-        offload = ALL if node.get("cpu_offload") else frozenset()
-        return Sharding(FSDP_SHARDS[mode], offload, per_node if mode == "HYBRID_SHARD" else world)
-    if kind == "deepspeed":
-        offload = {"optimizer_state"} if node.get("offload_optimizer") else set()
-        offload |= {"weights"} if node.get("offload_parameters") else set()
-        return Sharding(ZERO_SHARDS[int(node.stage)], frozenset(offload), world)
-    if kind == "tensor_parallel":
-        tp = node.get("tensor_parallel_size", "auto")
-        return Sharding(ALL, frozenset(), per_node if tp == "auto" else int(tp))
-    return Sharding()
+    ways = {"world": per_node * int(cfg.trainer.get("num_nodes", 1)), "node": per_node}
+    tp = (
+        cfg.trainer.strategy.get("tensor_parallel_size")
+        if isinstance(cfg.trainer.strategy, DictConfig)
+        else None
+    )
+    ways["tensor_parallel_size"] = per_node if tp in (None, "auto") else int(tp)
+    shards = frozenset(facts.get("shards") or [])
+    return Sharding(
+        shards, frozenset(facts.get("offload") or []), ways[str(facts.get("ways", "world"))] if shards else 1
+    )
 
 
 # --- the estimate ------------------------------------------------------------------------------
@@ -238,29 +239,54 @@ class Estimate:
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
-def adapted_model(cfg: DictConfig, model: nn.Module) -> nn.Module:
-    """The meta model with the run's adapter: peft's own wrapping for peft methods."""
+def adapted_model(cfg: DictConfig, model: nn.Module) -> tuple[nn.Module, Adapter]:
+    """The meta model with the run's adapter (peft's own wrapping for peft methods) and the
+    objective's own trainable parts (a reward or value head), built by the code a run uses."""
     adapter = build_adapter(cfg.adapter)
     peft_config = getattr(adapter, "peft_config", None)
-    if peft_config is not None:
-        return get_peft_model(model, peft_config)
-    return adapter.apply(model)
+    model = get_peft_model(model, peft_config) if peft_config is not None else adapter.apply(model)
+    instantiate(cfg.objective).prepare_model(model)
+    return model, adapter
+
+
+def state_formula(cfg: DictConfig, notes: list[str]) -> Callable:
+    """The optimizer config's declared state formula (`optimizer.state_memory`)."""
+    name = cfg.optimizer.get("state_memory")
+    if name not in STATE_FORMULAS:
+        notes.append(
+            f"optimizer.state_memory={name!r} is not one of {sorted(STATE_FORMULAS)}: "
+            "state estimated as AdamW's"
+        )
+        return adam_state
+    return STATE_FORMULAS[name]
+
+
+def group_of(model: nn.Module, adapter: Adapter) -> dict[int, dict]:
+    """Each trainable tensor's optimizer param group options (GaLore's rank lives there)."""
+    groups = adapter.param_groups(model) if hasattr(adapter, "param_groups") else None
+    if not groups:
+        return {}
+    return {id(p): {k: v for k, v in g.items() if k != "params"} for g in groups for p in g["params"]}
+
+
+def reference_copy_bytes(cfg: DictConfig, model: nn.Module, weights: int) -> int:
+    """A frozen copy of the model when the objective keeps a reference and the adapter cannot be
+    switched off to give one (full fine-tuning: tunelab.objectives.reference.build_reference)."""
+    needs_reference = bool(getattr(get_class(cfg.objective._target_), "needs_reference", False))
+    return weights if needs_reference and not isinstance(model, PeftModel) else 0
 
 
 def estimate(cfg: DictConfig) -> Estimate:
     """Memory per device for the run `cfg` describes (batch and length from `cfg.data`)."""
-    elem, cast_16 = PRECISION.get(str(cfg.trainer.precision), (4, False))
+    precision = precision_facts(cfg)
+    elem, cast_16 = int(precision.get("activation_bytes", 4)), bool(precision.get("weights_16bit", False))
     config = model_config(cfg.model.name_or_path)
     model = meta_model(config, getattr(torch, cfg.model.get("dtype", "float32")))
     quant = cfg.get("quantization") or cfg.adapter.get("quantization")
     quantized = quantized_weights(model) if quant is not None else set()
-    model = adapted_model(cfg, model)
-    opt = cfg.optimizer.optimizer
-    state_fn = OPTIMIZER_STATE.get(str(opt._target_))
-    notes = []
-    if state_fn is None:
-        notes.append(f"optimizer {opt._target_}: state estimated as AdamW's (no table entry)")
-        state_fn = adam_state
+    model, adapter = adapted_model(cfg, model)
+    notes: list[str] = []
+    state_fn, opt, groups = state_formula(cfg, notes), cfg.optimizer.optimizer, group_of(model, adapter)
 
     weights = grads = state = trainable = total = 0
     for p in {id(p): p for p in model.parameters()}.values():
@@ -270,7 +296,10 @@ def estimate(cfg: DictConfig) -> Estimate:
         if p.requires_grad:
             trainable += p.numel()
             grads += p.numel() * dtype_bytes
-            state += state_fn(p, dtype_bytes, opt)
+            state += state_fn(p, dtype_bytes, opt, groups.get(id(p), {}))
+    reference = reference_copy_bytes(cfg, model, weights)
+    if reference:
+        notes.append(f"objective={cfg.objective.name} keeps a frozen reference copy of the model")
 
     checkpointing = bool(cfg.get("gradient_checkpointing")) or bool(
         cfg.trainer.get("strategy", {}).get("activation_checkpointing", False)
@@ -279,10 +308,10 @@ def estimate(cfg: DictConfig) -> Estimate:
     )
     eager = cfg.model.get("attn_implementation") == "eager"
     acts = activation_bytes(config, cfg.data.batch_size, cfg.data.max_length, elem, checkpointing, eager)
-    plan = sharding(cfg)
     if sharded(cfg) == "tensor_parallel":
         notes.append("activations are not divided by the tensor-parallel size (an upper bound)")
-    return divide(Estimate(weights, grads, state, acts, trainable, total, notes=notes), plan)
+    one_device = Estimate(weights + reference, grads, state, acts, trainable, total, notes=notes)
+    return divide(one_device, sharding(cfg))
 
 
 def divide(est: Estimate, plan: Sharding) -> Estimate:
