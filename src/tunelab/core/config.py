@@ -40,12 +40,6 @@ def project_root() -> Path:
     return Path(os.environ.get("TUNELAB_ROOT", os.getcwd())).resolve()
 
 
-def _world_asset(name: str) -> str:
-    from tunelab.world import asset_path
-
-    return str(asset_path(name))
-
-
 def _fused_adamw_ok(precision: object, clip: object) -> bool:
     """Fused AdamW on CUDA, where it is the fast path; not under mixed precision with clipping,
     which Lightning cannot combine with it. On CPU the plain loop keeps the exact float operations
@@ -56,9 +50,9 @@ def _fused_adamw_ok(precision: object, clip: object) -> bool:
 
 
 def register_resolvers() -> None:
-    """Register `${world:NAME}`, `${mul:A,B}` and `${project_root:}` once per process."""
+    """Register `${mul:A,B}`, `${project_root:}` and `${fused_ok:...}` once per process (the tiny
+    world registers its own `${world:NAME}`: tunelab.world.register_world_resolver)."""
     resolvers = {
-        "world": _world_asset,
         "mul": lambda a, b: a * b,
         "project_root": lambda: str(project_root()),
         # Fused AdamW unscales inside its kernel: Lightning refuses it with mixed precision + clipping.

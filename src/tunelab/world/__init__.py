@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -16,3 +18,9 @@ def asset_path(name: str) -> Path:
             "`python scripts/build_tiny_world.py`"
         )
     return path
+
+
+def register_world_resolver() -> None:
+    """`${world:NAME}` in configs: the path of a shipped asset (conf/model/tiny.yaml uses it)."""
+    if not OmegaConf.has_resolver("world"):
+        OmegaConf.register_new_resolver("world", lambda name: str(asset_path(name)))
