@@ -1,21 +1,17 @@
-"""scripts/adapter_table.py: the README adapter table from a sweep's metrics.json files."""
+"""tunelab table preset=adapters: the README adapter table from a sweep's metrics.json files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-
-from tests.conftest import ROOT
 
 MB = 2**20
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("adapter_table", ROOT / "scripts" / "adapter_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tunelab.results import adapter_table
+
+    return adapter_table
 
 
 def _write_run(sweep: Path, job: str, **metrics) -> None:
@@ -48,7 +44,17 @@ def test_rows_in_job_order_with_hand_computed_columns(tmp_path: Path) -> None:
 
 
 def test_no_completed_runs_is_an_error(tmp_path: Path, capsys) -> None:
-    table = _load_script()
+    from tunelab.cli import main
+
     _write_run(tmp_path, "0_adapter=lora", **_metrics("lora", status="failed"))
-    assert table.main([str(tmp_path)]) == 1
+    assert main(["table", "preset=adapters", f"results={tmp_path}"]) == 1
     assert "no completed runs" in capsys.readouterr().err
+
+
+def test_the_preset_writes_the_table_through_the_command(tmp_path: Path) -> None:
+    from tunelab.cli import main
+
+    _write_run(tmp_path, "0_adapter=lora", **_metrics("lora"))
+    assert main(["table", "preset=adapters", f"results={tmp_path}", f"out={tmp_path / 't'}"]) == 0
+    assert (tmp_path / "t" / "adapters.md").read_text().count("| lora |") == 1
+    assert main(["table", "preset=nope", f"results={tmp_path}"]) == 2

@@ -7,7 +7,7 @@ t-1 model's own answer is the rejected response and the ground truth the chosen 
 the paper's logistic loss (eq. 4.7), which is DPO's with the generated answer as the loser:
 L = -log σ(λ [log πθ(y|x)/π_{t-1}(y|x) - log πθ(y'|x)/π_{t-1}(y'|x)]).
 Answers are generated once per prompt (the iteration's synthetic data set) and reused on later
-epochs. `scripts/spin.py` runs the iterations, each in its own run directory.
+epochs. `tunelab pipeline pipeline=spin` runs the iterations, each in its own run directory.
 `nll_weight` > 0 adds α · NLL of the real answer (token mean), as RPO adds to DPO (Pang et al.,
 2024, arXiv:2404.19733): it keeps the ground truth's likelihood from falling with the rejected one.
 """

@@ -1,18 +1,16 @@
-"""The README "Adapters" table from an adapter sweep's run directories.
+"""The README "Adapters" table from an adapter sweep's run directories (`tunelab table preset=adapters`).
 
-    python scripts/adapter_table.py results/adapters/multirun_<time> [more sweep dirs] [--out table.md]
+    tunelab table preset=adapters results=results/adapters/multirun_<time> [out=DIR]
 
 One row per run (metrics.json, status completed): trainable %, bytes of weights, gradients and
 optimizer state measured after training, exact match before -> after, the final training loss
 and training time.
-A general, seed-aggregating table is scripts/make_table.py; this one stays small on purpose.
+The general, seed-aggregating table is `tunelab table` (preset=sweep); this one stays small on purpose.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 COLUMNS = [
@@ -61,25 +59,3 @@ def markdown(runs: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(m)) + " |" for m in runs]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "results", type=Path, nargs="+", help="sweep folders, searched recursively, rows in order"
-    )
-    parser.add_argument("--out", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
-    runs = [m for folder in args.results for m in collect(folder)]
-    if not runs:
-        print(f"no completed runs with byte counts under {[str(r) for r in args.results]}", file=sys.stderr)
-        return 1
-    table = markdown(runs)
-    print(table, end="")
-    if args.out:
-        args.out.write_text(table)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
