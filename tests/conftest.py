@@ -53,3 +53,25 @@ def tiny_model_dir() -> Path:
     from tunelab.world import asset_path
 
     return asset_path("tiny-llama")
+
+
+def compose_with(overrides: list[str]):
+    """The training config `train.py` would compose from these overrides (no Hydra app needed)."""
+    from hydra import compose, initialize_config_dir
+
+    import tunelab  # noqa: F401  (registers the config resolvers)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def tiny_llama_config(**overrides):
+    """A small in-memory Llama shape for unit tests (vocab 64, width 32, 2 layers, GQA 4/2);
+    tests pass what they need different."""
+    from transformers import LlamaConfig
+
+    shape = dict(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    return LlamaConfig(**(shape | overrides))

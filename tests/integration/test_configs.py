@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the ${world:} and ${mul:} resolvers)
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_with
 
 CONF = ROOT / "conf"
 GROUPS = [
@@ -34,9 +33,6 @@ def options() -> list[tuple[str, str]]:
     return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-def compose_with(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 # What each option must set, written out by hand for the groups whose options are plain values.

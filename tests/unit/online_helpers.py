@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
+
+from tests.conftest import tiny_llama_config
 
 PAD, EOS = 0, 2
 
@@ -11,10 +13,9 @@ PAD, EOS = 0, 2
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     """A 1-layer Llama over 16 token ids, random weights fixed by `seed`."""
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    config = tiny_llama_config(
         vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-        pad_token_id=PAD, eos_token_id=EOS, bos_token_id=1,
+        num_attention_heads=2, max_position_embeddings=32, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=1,
     )  # fmt: skip
     return LlamaForCausalLM(config).eval()
 

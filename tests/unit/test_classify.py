@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForSequenceClassification, LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.data.classification import ClassificationDataModule, collate_labelled
 from tunelab.data.sources import DataError
 from tunelab.objectives.classify import (
@@ -66,15 +67,10 @@ def test_exported_classifier_matches_the_trained_head(tmp_path, tiny_model_dir):
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+        max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
     model = LlamaForCausalLM(config).eval()
     ClassificationObjective("classify", num_labels=3).prepare_model(model)
     rows = [

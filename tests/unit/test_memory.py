@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the config resolvers)
-from tests.conftest import ROOT
+from tests.conftest import compose_with
 from tunelab.models.load import load_pretrained
 from tunelab.scaling.measure import allocated_bytes
 from tunelab.scaling.memory import activation_bytes, estimate, model_config, quantized_bytes
 from tunelab.scaling.model_levers import build_adapter_for
-
-
-def compose_with(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def measured(cfg) -> dict[str, int]:

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.core.config import ConfigError
 from tunelab.training.callbacks.neftune import NEFTune, add_noise, neftune_callbacks
 
@@ -41,9 +42,10 @@ def test_without_a_mask_the_padded_width_is_the_length():
 
 
 def tiny_llama() -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=50, hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
-    )
+    config = tiny_llama_config(
+        vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )  # fmt: skip
     torch.manual_seed(0)
     return LlamaForCausalLM(config)
 

@@ -6,18 +6,14 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the config resolvers)
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_with
 
 OPTIMIZERS = sorted(p.stem for p in (ROOT / "conf" / "optimizer").glob("*.yaml"))
 
 
-def compose_with(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.nn import functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.packing import pack_examples, pad_packed
 from tunelab.objectives.base import forward_logits
@@ -64,16 +65,7 @@ def test_pad_packed_tail_starts_its_own_positions():
 
 def tiny_llama(attn: str) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        attn_implementation=attn,
-    )
+    config = tiny_llama_config(attn_implementation=attn)
     return LlamaForCausalLM(config).eval()
 
 

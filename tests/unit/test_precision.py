@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import tunelab  # noqa: F401  (registers the config resolvers)
-from tests.conftest import ROOT
+from tests.conftest import compose_with as compose_train
 from tunelab.core.config import ConfigError
 from tunelab.scaling import compat
 from tunelab.scaling.model_levers import build_adapter_for
@@ -24,8 +23,8 @@ TINY = ["data.train.size=4", "data.batch_size=2", "trainer.max_steps=1", "traine
 
 
 def compose_with(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=[*TINY, *overrides])
+    """The training config with one-step tiny-run settings first."""
+    return compose_train([*TINY, *overrides])
 
 
 def one_step(cfg) -> tuple[float, float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.core.config import ConfigError
 from tunelab.pruning.base import sparsity_stats
 from tunelab.pruning.importance import keep_top, l1, l2
@@ -34,18 +35,10 @@ class Toy(nn.Module):
 
 def tiny_llama(heads: int = 4, kv_heads: int = 2, layers: int = 3, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=32,
-        intermediate_size=24,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=None,
-    )
+    config = tiny_llama_config(
+        vocab_size=40, intermediate_size=24, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=kv_heads, pad_token_id=0, eos_token_id=1, bos_token_id=None,
+    )  # fmt: skip
     return LlamaForCausalLM(config).eval()
 
 

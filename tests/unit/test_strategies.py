@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import Strategy
 
 import tunelab  # noqa: F401  (registers the config resolvers)
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_with
 from tunelab.core.config import ConfigError
 from tunelab.scaling import compat
 from tunelab.scaling.compat import Machine
@@ -25,9 +25,6 @@ COMPANIONS = {
 }
 
 
-def compose_with(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 # What a CPU machine must say of each strategy, by hand: the keys its refusal names ([] = it runs).
