@@ -57,14 +57,21 @@ def test_grpo_mean_reward_rises_with_a_user_reward_function(tmp_path):
 
 @pytest.mark.parametrize("objective", ["ppo", "spin"])
 def test_online_objective_trains_and_saves_its_run(objective, tmp_path):
+    # PPO with a reward that is non-zero from the start, so its value head has returns to fit.
+    extra = ["objective.rewards=[tests.integration.online_rewards:digit_share]"] if objective == "ppo" else []
     run_train(
-        [f"objective={objective}", *SHORT, "trainer.max_steps=4", f"hydra.run.dir={tmp_path}"], env=ONE_THREAD
+        [f"objective={objective}", *SHORT, "trainer.max_steps=4", *extra, f"hydra.run.dir={tmp_path}"],
+        env=ONE_THREAD,
     )
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "completed" and metrics["train_steps"] == 4
     assert metrics["train/generation_share"] > 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / metrics["artifact"]).is_dir()
-    if objective == "ppo":
-        assert (tmp_path / "value_head.safetensors").is_file()
+    if objective == "ppo":  # the zero-initialised value head learned from the returns
+        from safetensors.torch import load_file
+
+        head = load_file(tmp_path / "value_head.safetensors")
+        assert any(t.abs().sum() > 0 for name, t in head.items() if name.endswith("weight")), head.keys()
+        assert metrics["train/value_loss"] > 0 and metrics["train/reward_mean"] > 0
     else:
         assert metrics["train_loss_initial"] == pytest.approx(0.6931, abs=1e-3)  # policy = t-1 model: ln 2
