@@ -47,3 +47,27 @@ def test_the_command_runs_from_any_directory_and_a_typo_fails_before_torch_loads
     )
     assert "Could not find 'adapter/lorra'" in proc.stderr + proc.stdout
     assert "torch loaded: False" in proc.stdout
+
+
+def test_a_users_config_folder_adds_options_on_top_of_the_shipped_ones(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "mine" / "adapter").mkdir(parents=True)
+    (tmp_path / "mine" / "adapter" / "my_lora.yaml").write_text(
+        "defaults:\n  - lora\n  - _self_\nname: my_lora\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab",
+        "train",
+        "--config-dir",
+        "mine",
+        "adapter=my_lora",
+        "--cfg",
+        "job",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: my_lora" in proc.stdout and "tunelab.adapters.peft_adapter.PeftAdapter" in proc.stdout
