@@ -15,6 +15,9 @@ from tunelab.training.run import train
 pytestmark = pytest.mark.slow
 
 OBJECTIVES = ["dpo", "ipo", "kto", "orpo", "simpo", "cpo", "reward"]
+# Measured at 30 steps, one thread: dpo 0 -> 0.87, ipo 0 -> 0.92, kto 0 -> 0.88 (reference-based),
+# orpo / simpo / cpo 0.99 -> 0.99 (the base's own log-probs already rank the pairs), reward 0.54 -> 0.775.
+REFERENCE_FREE = {"orpo", "simpo", "cpo"}
 # Reversal pairs (rejected: the word copied unreversed) teach a preference that carries over to
 # held-out words within a few steps; the scores are compared with the same run's baseline.
 SHORT = [
@@ -56,10 +59,12 @@ def test_short_run_raises_heldout_accuracy_and_margin(tmp_path, objective, one_t
     before, after = "baseline/pref/rewards/", "eval/pref/rewards/"
     assert m["eval/pref/n"] in (100, 200)
     assert m[f"{after}margins"] > m[f"{before}margins"]
-    if m[f"{before}accuracies"] < 0.9:
+    if objective in REFERENCE_FREE:  # rewards from the policy alone: the base already ranks ~all
+        assert m[f"{after}accuracies"] >= m[f"{before}accuracies"]  # and may not lose any
+    elif objective == "reward":  # a head trained from scratch (0.54 -> 0.775 measured)
         assert m[f"{after}accuracies"] > m[f"{before}accuracies"]
-    else:  # the pretrained base already ranks nearly every reversal pair right: no real drop
-        assert m[f"{after}accuracies"] >= m[f"{before}accuracies"] - 0.02
+    else:  # policy == reference at step 0: every implicit reward is 0, a tie ranks nothing
+        assert m[f"{before}accuracies"] == 0.0 and m[f"{after}accuracies"] > 0.5
     assert m["train/rewards/margins"] > 0
 
 
