@@ -28,7 +28,7 @@ from tunelab.scaling.strategies import gather_full_model, is_primary_process
 from tunelab.training.callbacks.faults import fault_callbacks
 from tunelab.training.callbacks.guards import TrainingGuards
 from tunelab.training.callbacks.neftune import neftune_callbacks
-from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_plan
 from tunelab.training.callbacks.resume import (
     AtomicCheckpointIO,
     ResumeState,
@@ -162,7 +162,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     metrics["resumed_from_step"] = reliability[0].resumed_from_step
     preempted = [c.preempted_at_step for c in reliability if isinstance(c, PreemptionCheckpoint)]
     if preempted and preempted[0] is not None:
-        requeue = requeue_slurm_job()
+        requeue = requeue_plan()  # done by sweep.run_job once metrics.json is written
         return metrics | {"status": "preempted", "preempted_at_step": preempted[0], "requeue": requeue}
 
     if cfg.eval.after:

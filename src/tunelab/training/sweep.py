@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from tunelab.training.callbacks.preemption import requeue_slurm_job
 from tunelab.training.run import train
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def run_job(cfg: DictConfig) -> float | None:
             raise
         log.exception("sweep job failed; the remaining jobs still run")
         return math.nan
+    if metrics.get("status") == "preempted":  # checkpointed and recorded: now SLURM may stop us
+        requeue_slurm_job(cfg.preemption.signal)
     name = cfg.get("optimized_metric")
     if not name:
         return None
