@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, read_metrics, run_train
+from tests.conftest import ROOT, read_metrics
 from tests.integration.test_distributed_e2e import TOLERANCE
 from tests.integration.test_distributed_e2e import step_losses as float_losses
 from tests.integration.test_resume_exact import step_losses
@@ -80,39 +80,79 @@ def wait_for(predicate, what: str, timeout: float = JOB_TIMEOUT_S) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def reference_losses(tmp_path_factory) -> dict[int, str]:
-    """The uninterrupted run, outside SLURM, that every preempted run must reproduce step by step."""
-    run = tmp_path_factory.mktemp("reference") / "run"
-    run_train([f"hydra.run.dir={run}", *PREEMPT_RUN], env=ENV)
-    return step_losses(run)
-
-
-def test_sweep_through_the_slurm_launcher_records_completed_and_failed_jobs(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    args = ["trainer.max_steps=3", "data.train.size=24", "data.batch_size=8", "eval=none"]
-    proc = run_train(
-        ["-m", "hydra/launcher=slurm", "lr=-1,0.002", f"hydra.sweep.dir={sweep_dir}", *args], check=False
+def train_process(args: list[str]) -> subprocess.Popen:
+    """`python train.py ARGS` started in the background (outside SLURM), output captured."""
+    command = [sys.executable, str(ROOT / "train.py"), *args]
+    return subprocess.Popen(
+        command, env=job_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    assert proc.returncode != 0  # the sweep's exit code says a job failed
-    assert "1 of 2 sweep jobs did not complete" in proc.stderr
+
+
+def finish(proc: subprocess.Popen) -> str:
+    """Wait for a background process; its output, after checking it succeeded."""
+    output = proc.communicate(timeout=JOB_TIMEOUT_S)[0].decode()
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def reference_losses(tmp_path_factory):
+    """The uninterrupted run, outside SLURM, that every preempted run must reproduce step by step.
+
+    Started at once and read when first needed, so it trains while the SLURM jobs start up.
+    """
+    run = tmp_path_factory.mktemp("reference") / "run"
+    proc = train_process([f"hydra.run.dir={run}", *PREEMPT_RUN])
+    losses: dict[int, str] = {}
+
+    def read() -> dict[int, str]:
+        if not losses:
+            finish(proc)
+            losses.update(step_losses(run))
+        return losses
+
+    yield read
+    proc.kill()
+
+
+def test_slurm_sweep_records_a_failed_job_and_requeues_a_preempted_one(tmp_path, reference_losses):
+    """`-m hydra/launcher=slurm lr=-1,0.001`: the lr=-1 job fails; the other gets submitit's
+    preemption signal (SIGUSR2), checkpoints, is requeued by submitit and resumes exactly."""
+    sweep_dir = tmp_path / "sweep"
+    args = [*PREEMPT_RUN, "preemption.signal=SIGUSR2"]  # the signal submitit asks SLURM for
+    sweep = train_process(
+        ["-m", "hydra/launcher=slurm", "lr=-1,0.001", f"hydra.sweep.dir={sweep_dir}", *args]
+    )
+    job_id = ""
+    try:
+        wait_for(lambda: any(sweep_dir.glob("1_*/checkpoints/last.ckpt")), "job 1's first checkpoint")
+        job_id = submitit_job_dirs(sweep_dir)[1]  # <array id>_1
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        output = sweep.communicate(timeout=JOB_TIMEOUT_S)[0].decode()
+    finally:
+        sweep.kill()
+        if job_id:
+            subprocess.run(["scancel", job_id.split("_")[0]], check=False)  # a no-op once they ended
+    assert sweep.returncode != 0  # the sweep's exit code says a job failed ...
+    assert "1 of 2 sweep jobs did not complete" in output, output[-3000:]  # ... the lr=-1 one only
     # squeue, not sacct, answers job states here: no warning block per poll
-    assert "Bypassing sacct error" not in proc.stdout + proc.stderr
-    assert "job states come from squeue" in proc.stdout + proc.stderr
-
-    # the run directories a local sweep names: <job number>_<overrides, sorted>
-    overrides = sorted([*args, "lr=-1"]), sorted([*args, "lr=0.002"])
-    expected = [f"{i}_{','.join(o)}" for i, o in enumerate(overrides)]
-    assert sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json")) == expected
-    failed, ok = (read_metrics(sweep_dir / name) for name in expected)
+    assert "Bypassing sacct error" not in output and "job states come from squeue" in output
+    # the run directories a local sweep names: <job number>_<overrides>
+    failed_run, preempted_run = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
+    assert failed_run.name.startswith("0_") and "lr=-1," in failed_run.name
+    assert preempted_run.name.startswith("1_") and "lr=0.001," in preempted_run.name
+    failed, metrics = read_metrics(failed_run), read_metrics(preempted_run)
     assert failed["status"] == "failed" and "Invalid learning rate" in failed["error"]
-    assert ok["status"] == "completed" and ok["train_steps"] == 3
 
-    # each job ran as a task of one SLURM array job, on this node
-    job_logs = submitit_job_dirs(sweep_dir)
-    array_id = job_logs[0].split("_")[0]
-    assert job_logs == [f"{array_id}_0", f"{array_id}_1"]
-    assert job_field(f"{array_id}_1", "JobState") == "COMPLETED"
+    assert job_field(job_id, "Restarts") == "1" and job_field(job_id, "JobState") == "COMPLETED"
+    assert metrics["status"] == "completed" and 4 <= metrics["resumed_from_step"] < 60
+    job_log = (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert "this job is preempted" in job_log and "Requeued job" in job_log  # submitit's own path
+    assert "tunelab run preempted" in job_log and "tunelab run completed" in job_log
+    losses = step_losses(preempted_run)  # the requeued run's steps (its CSV logger starts afresh)
+    assert sorted(losses) == list(range(metrics["resumed_from_step"], 60))
+    reference = reference_losses()
+    assert [s for s in losses if losses[s] != reference[s]] == []
 
 
 def sbatch_script(run: Path, log: Path) -> str:
@@ -155,38 +195,8 @@ def test_sbatch_job_signalled_before_preemption_is_requeued_and_resumes_exactly(
     assert "tunelab run preempted" in text and "tunelab run completed" in text
     losses = step_losses(run)  # the requeued run's steps (its CSV logger starts the file afresh)
     assert sorted(losses) == list(range(metrics["resumed_from_step"], 60))
-    assert [s for s in losses if losses[s] != reference_losses[s]] == []
-
-
-def test_submitit_job_preempted_requeues_through_submitit_and_resumes_exactly(tmp_path, reference_losses):
-    sweep_dir = tmp_path / "sweep"
-    command = [
-        sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep_dir}",
-        *PREEMPT_RUN, "preemption.signal=SIGUSR2",  # the signal submitit asks SLURM for
-    ]  # fmt: skip
-    sweep = subprocess.Popen(
-        command, env=job_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    job_id = ""
-    try:
-        wait_for(lambda: any(sweep_dir.glob("*/checkpoints/last.ckpt")), "the job's first checkpoint")
-        [job_id] = submitit_job_dirs(sweep_dir)
-        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-        output = sweep.communicate(timeout=JOB_TIMEOUT_S)[0].decode()
-    finally:
-        sweep.kill()
-        if job_id:
-            subprocess.run(["scancel", job_id], check=False)  # a no-op once it completed
-    assert sweep.returncode == 0, output[-3000:]  # the launcher waited for the requeued job's result
-    assert job_field(job_id, "Restarts") == "1"
-    run = next(sweep_dir.glob("*/metrics.json")).parent
-    metrics = read_metrics(run)
-    assert metrics["status"] == "completed" and 4 <= metrics["resumed_from_step"] < 60
-    job_log = (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
-    assert "this job is preempted" in job_log and "Requeued job" in job_log  # submitit's own path
-    losses = step_losses(run)
-    assert sorted(losses) == list(range(metrics["resumed_from_step"], 60))
-    assert [s for s in losses if losses[s] != reference_losses[s]] == []
+    reference = reference_losses()
+    assert [s for s in losses if losses[s] != reference[s]] == []
 
 
 def test_srun_two_tasks_per_node_ddp_matches_one_process(tmp_path):
@@ -196,7 +206,7 @@ def test_srun_two_tasks_per_node_ddp_matches_one_process(tmp_path):
         "strategy=ddp",
     ]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
-    run_train([*common, "trainer.devices=1", "data.batch_size=8", f"hydra.run.dir={one}"], env=ENV)
+    baseline_run = train_process([*common, "trainer.devices=1", "data.batch_size=8", f"hydra.run.dir={one}"])
     # Lightning refuses a bare --ntasks=2 ("not supported. HINT: Use --ntasks-per-node=2")
     srun = ["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--mem=8G", "--time=4"]
     command = [sys.executable, str(ROOT / "train.py"), *common, "trainer.devices=2", "data.batch_size=4"]
@@ -209,6 +219,7 @@ def test_srun_two_tasks_per_node_ddp_matches_one_process(tmp_path):
         timeout=JOB_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    finish(baseline_run)
     assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout  # Lightning joined both srun tasks
     assert read_metrics(two)["status"] == "completed" and len(list(two.rglob("metrics.json"))) == 1
     baseline, ddp = float_losses(one), float_losses(two)
