@@ -135,7 +135,9 @@ def devices_available(cfg: DictConfig, m: Machine) -> str | None:
 
 # Sharded strategies that cannot run on CPU processes, and why.
 CUDA_ONLY_STRATEGIES = {
-    "deepspeed": "DeepSpeed's ZeRO kernels and communication need CUDA",
+    # DeepSpeed itself runs ZeRO-1/2/3 on CPU with gloo (scripts/deepspeed_cpu_check.py); the
+    # Trainer's DeepSpeedStrategy is what refuses: docs/scaling.md.
+    "deepspeed": "Lightning's DeepSpeedStrategy accepts only CUDA accelerators",
     "fsdp": "torch's FullyShardedDataParallel refuses CPU-only machines (and Lightning refuses it too)",
 }
 
