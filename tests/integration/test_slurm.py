@@ -52,7 +52,13 @@ def cluster_state() -> str | None:
 def slurm_cluster() -> None:
     state = cluster_state()
     if state not in ("idle", "mixed", "allocated", "completing"):
-        why = "SLURM is not installed" if state is None and not shutil.which("sinfo") else f"node {state}"
+        why = (
+            "SLURM is not installed"
+            if not shutil.which("sinfo")
+            else "slurmctld does not answer"
+            if state is None
+            else f"the node is {state}"
+        )
         pytest.skip(f"no SLURM cluster up ({why}): start one with `sudo scripts/slurm_local.sh install up`")
 
 
