@@ -49,8 +49,10 @@ write_conf() {
   mkdir -p "$CONF_DIR" "$STATE" "$SPOOL" "$LOGS" "$RUN"
   cat >"$CONF.tmp" <<EOF
 # Written by tunelab's scripts/slurm_local.sh: a one-node cluster on $NODE.
+# Addresses are 127.0.0.1, so the host name need not resolve.
+# Addresses are 127.0.0.1: the host name need not resolve.
 ClusterName=tunelab-local
-SlurmctldHost=$NODE
+SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -82,7 +84,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=10
 MinJobAge=600
-NodeName=$NODE CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
   if cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then rm -f "$CONF.tmp"; return 1; fi
@@ -116,6 +118,12 @@ cluster_ready() {
   case "$(node_state)" in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac
 }
 
+slurmd_registered_since() {  # $1: epoch seconds; slurmctld restores an old node state before that
+  local started
+  started="$(scontrol show node "$NODE" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)"
+  [ -n "$started" ] && [ "$started" != None ] && [ "$(date -d "$started" +%s)" -ge "$1" ]
+}
+
 cmd_up() {
   need_root
   command -v slurmctld >/dev/null || { log "SLURM is not installed: run '$0 install' first"; exit 2; }
@@ -126,9 +134,10 @@ cmd_up() {
   fi
   start_munge
   daemon_running "$RUN/slurmctld.pid" || /usr/sbin/slurmctld
-  daemon_running "$RUN/slurmd.pid" || /usr/sbin/slurmd
+  local since=0
+  if ! daemon_running "$RUN/slurmd.pid"; then since="$(date +%s)"; /usr/sbin/slurmd; fi
   local deadline=$((SECONDS + UP_TIMEOUT_S)) resumed=0
-  until cluster_ready; do
+  until cluster_ready && slurmd_registered_since "$((since - 1))"; do
     local state
     state="$(node_state)"
     if [ "$resumed" = 0 ] && [[ "$state" == down* || "$state" == drain* ]]; then
