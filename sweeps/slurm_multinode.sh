@@ -3,13 +3,15 @@
 # through Hydra's submitit launcher (conf/hydra/launcher/slurm.yaml). submitit starts one task per
 # GPU with srun; Lightning's SLURM environment reads SLURM_PROCID/SLURM_NTASKS, so the trainer's
 # devices x num_nodes must equal tasks_per_node x nodes. Only rank 0 writes the run directory.
-# Untested here (no SLURM cluster or GPU was available); see docs/scaling.md.
+# The launcher, its preemption requeue and a sweep were run on a one-node CPU cluster
+# (tests/integration/test_slurm.py); this 2 x 4-GPU FSDP request is untested (no GPU cluster here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python train.py -m hydra/launcher=slurm \
+python train.py -m hydra/launcher=slurm_gpu \
   hydra.launcher.partition="${PARTITION:-gpu}" \
   hydra.launcher.nodes=2 hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4 \
   hydra.launcher.cpus_per_task=8 hydra.launcher.timeout_min=240 \
   model=llama-3.2-1b adapter=full precision=bf16_mixed strategy=fsdp \
   trainer.devices=4 trainer.num_nodes=2 \
+  preemption.signal=SIGUSR2 resume=auto \
   lr=1e-5,2e-5

@@ -48,7 +48,7 @@ from tunelab.scaling.strategies import gather_full_model, is_primary_process
 from tunelab.training.callbacks.faults import fault_callbacks
 from tunelab.training.callbacks.guards import TrainingGuards
 from tunelab.training.callbacks.neftune import neftune_callbacks
-from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_slurm_job
+from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_plan
 from tunelab.training.callbacks.progress import StepProgressBar
 from tunelab.training.callbacks.resume import (
     AtomicCheckpointIO,
@@ -288,10 +288,11 @@ def report(state: RunState) -> dict[str, Any]:
 
 
 def preempted(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's record when the preemption handler stopped it: requeue it (under SLURM)."""
+    """The run's record when the preemption handler stopped it, with how it will be requeued
+    (training.sweep.run_job requeues it once metrics.json is written)."""
     if metrics.get("preempted_at_step") is None:
         return None
-    return metrics | {"status": "preempted", "requeue": requeue_slurm_job()}
+    return metrics | {"status": "preempted", "requeue": requeue_plan()}
 
 
 def run_stages(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:

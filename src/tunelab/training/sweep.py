@@ -37,6 +37,10 @@ def run_job(cfg: DictConfig) -> float | None:
             raise
         log.exception("sweep job failed; the remaining jobs still run")
         return math.nan
+    if metrics.get("status") == "preempted":  # checkpointed and recorded: now SLURM may stop us
+        from tunelab.training.callbacks.preemption import requeue_slurm_job
+
+        requeue_slurm_job(cfg.preemption.signal)
     name = cfg.get("optimized_metric")
     if not name:
         return None

@@ -2,9 +2,15 @@
 
 SLURM sends the signal chosen by `#SBATCH --signal=USR1@<seconds>` before a preemption or the
 time limit. The run finishes its current optimizer step, writes `checkpoints/last.ckpt`, marks
-metrics.json "preempted", asks SLURM to requeue the job (when it runs under SLURM) and exits 0.
+metrics.json "preempted", then (once metrics.json is written) has SLURM requeue the job and exits.
 The requeued job runs the same command with `resume=auto` and the same run directory, so it
 continues from that checkpoint by itself.
+
+Two requeue paths, one decision: under a plain `sbatch`, tunelab runs `scontrol requeue` itself
+(exit 0). Under hydra's submitit launcher (which asks SLURM for SIGUSR2), submitit's own handler
+was installed first; tunelab takes the signal, checkpoints, and then hands it back to that handler,
+which requeues through submitit (keeping its timeout count) and exits without a result, so the
+launcher keeps waiting for the requeued job instead of seeing a finished one.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class PreemptionCheckpoint(Callback):
         self.checkpoint_path = checkpoint_path
         self.requested = False
         self.preempted_at_step: int | None = None
+        self.previous_handler = None
 
     def report(self) -> dict[str, Any]:
         """The step at which the signal stopped training, when it did."""
@@ -37,7 +44,13 @@ class PreemptionCheckpoint(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning's own SLURM handler, so that this one decides.
-        signal.signal(self.signum, self._request)
+        self.previous_handler = signal.signal(self.signum, self._request)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # submitit's handler back in place: `requeue_slurm_job` hands the preemption over to it.
+        if self.previous_handler is not None:
+            signal.signal(self.signum, self.previous_handler)
+            self.previous_handler = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx):
         at_step_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
@@ -47,10 +60,31 @@ class PreemptionCheckpoint(Callback):
             trainer.should_stop = True
 
 
-def requeue_slurm_job() -> str | None:
-    """`scontrol requeue` this SLURM job; returns what was done, or None outside SLURM."""
+def under_submitit() -> bool:
+    """Whether this process is a job that submitit started (hydra/launcher=slurm)."""
+    return os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+
+
+def requeue_plan() -> str | None:
+    """What `requeue_slurm_job` will do, for metrics.json (written before it runs); None outside SLURM."""
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return None
+    return f"submitit requeues SLURM job {job_id}" if under_submitit() else f"scontrol requeue {job_id}"
+
+
+def requeue_slurm_job(signal_name: str) -> None:
+    """Requeue this SLURM job after a preemption checkpoint; a no-op outside SLURM.
+
+    Call it last, once metrics.json is written: SLURM stops the running job as it requeues it.
+    Under submitit this raises SystemExit (from submitit's handler) so that no result is recorded.
+    """
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return
+    signum = signal.Signals[signal_name]
+    handler = signal.getsignal(signum)
+    if under_submitit() and callable(handler):
+        handler(signum, None)  # submitit: checkpoint its job description, scontrol requeue, sys.exit
+        return
     subprocess.run(["scontrol", "requeue", job_id], check=True)
-    return f"requeued SLURM job {job_id}"
