@@ -26,7 +26,7 @@ GROUPS = [
     "logger",
     "prune",
 ]
-HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b"}  # no network in tests
+HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "smollm2-135m-instruct", "llama-3.2-1b"}  # no network here
 NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl"}
 
 
