@@ -27,7 +27,7 @@ GROUPS = [
     "prune",
 ]
 HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "smollm2-135m-instruct", "llama-3.2-1b"}  # no network here
-NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl"}
+NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl", "prompts_jsonl"}
 
 
 def options() -> list[tuple[str, str]]:
