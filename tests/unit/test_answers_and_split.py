@@ -88,3 +88,18 @@ def test_stop_tokens_include_the_templates_end_of_turn(tiny_model_dir):
 def test_zero_spread_share_counts_groups_with_one_reward():
     rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0])  # groups of 2: flat, mixed, flat, flat
     assert zero_spread_share(rewards, 2).item() == 0.75
+
+
+def test_a_bad_record_is_named_by_its_position_in_the_file_after_the_split(tmp_path):
+    from tunelab.data.sft import SFTDataModule
+    from tunelab.data.sources import DataError
+
+    records = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(10)]
+    records[7] = {"prompt": "q7"}  # no completion
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    train = read_split(str(path), "train", test_size=3, seed=0)
+    held = set(range(10)) - set(train.positions)
+    assert 7 not in held and min(held) < 7  # records before the bad one were held out
+    with pytest.raises(DataError, match=r"d\.jsonl: record 7: "):
+        SFTDataModule(train, source=str(path))

@@ -67,9 +67,7 @@ class PromptDataModule(TokenizedDataModule):
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [
-            prompt_record(r, f"{self.source}: record {i}", self.require_answer) for i, r in enumerate(records)
-        ]
+        return [prompt_record(r, self.where(i), self.require_answer) for i, r in enumerate(records)]
 
     def encode(self, records: list[dict]) -> list[dict]:
         examples = []

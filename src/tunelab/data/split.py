@@ -17,6 +17,20 @@ from tunelab.data.sources import read_records
 PARTS = ("train", "test")
 
 
+class SplitRecords(list):
+    """Records of one part of a split, with each record's 0-based position in its file
+    (`positions`), so that an error names the record as the file numbers it."""
+
+    def __init__(self, records: list[dict], positions: list[int]) -> None:
+        super().__init__(records)
+        self.positions = positions
+
+
+def positions_of(records: list) -> list[int]:
+    """Each record's position in its file: `SplitRecords.positions`, else 0, 1, 2, ..."""
+    return list(getattr(records, "positions", range(len(records))))
+
+
 def held_out_count(test_size: float, n: int) -> int:
     """Records held out of `n`: `test_size` itself when >= 1, else that fraction (at least one)."""
     if test_size < 0:
@@ -42,7 +56,7 @@ def read_split(
     seed: int = 0,
     split: str = "train",
     limit: int | None = None,
-) -> list[dict]:
+) -> SplitRecords:
     """The `part` ("train" or "test") of the records of `path` (see the module docstring).
 
     With `test_path`, "test" is that file's records; without it and with `test_size` 0, "test"
@@ -52,8 +66,12 @@ def read_split(
         raise ConfigError(f"read_split part={part!r}: expected one of {list(PARTS)}")
     if test_path is not None:
         records = read_records(test_path, "test") if part == "test" else read_records(path, split)
+        positions = list(range(len(records)))
     else:
         records = read_records(path, split)
         train, test = split_indices(len(records), test_size, seed)
-        records = [records[i] for i in (train if part == "train" else test)]
-    return records[:limit] if part == "train" and limit is not None else records
+        positions = train if part == "train" else test
+        records = [records[i] for i in positions]
+    if part == "train" and limit is not None:
+        records, positions = records[:limit], positions[:limit]
+    return SplitRecords(records, positions)

@@ -27,6 +27,7 @@ from tunelab.data.formats import to_messages
 from tunelab.data.preference import pair_record, split_ids
 from tunelab.data.prompts import prompt_record
 from tunelab.data.sources import DataError
+from tunelab.data.split import positions_of
 from tunelab.evaluation.exact_match import generate
 
 Messages = list[dict[str, str]]
@@ -100,11 +101,8 @@ class HeldoutTask:
     def __post_init__(self) -> None:
         # Here, so a bad record or match setting stops the run before the model loads.
         self.matcher = AnswerMatcher(self.match, self.pattern, self.normalize)
-        chosen = list(self.records)[: self.limit]
-        self.items = [
-            prompt_and_reference(r, f"{self.source}: held-out record {i}", self.format)
-            for i, r in enumerate(chosen, start=1)
-        ]
+        chosen = list(zip(positions_of(self.records), self.records, strict=True))[: self.limit]
+        self.items = [prompt_and_reference(r, f"{self.source}: record {n}", self.format) for n, r in chosen]
 
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"nll", "perplexity", "tokens", "accuracy", "n", "samples"}` (no items: `{"n": 0}`)."""
