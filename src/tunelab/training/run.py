@@ -247,7 +247,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def print_summary(out_dir: Path, metrics: dict[str, Any]) -> None:
     """A short end-of-run report naming the run directory."""
     print(f"\ntunelab run {metrics['status']}: {out_dir}")
-    keys = [k for k in metrics if k.startswith(("baseline/", "eval/")) and k.endswith("exact_match")]
+    scores = ("exact_match", "/accuracy")  # the toy tasks' and your data's (eval=heldout) generation scores
+    keys = [k for k in metrics if k.startswith(("baseline/", "eval/")) and k.endswith(scores)]
     for key in sorted(keys):
         print(f"  {key:40s} {metrics[key]:.3f}")
     for key in ("train_loss_initial", "train_loss_final", "train_steps", "wall_seconds"):
