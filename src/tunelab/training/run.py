@@ -13,12 +13,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import count_parameters
-from tunelab.core.config import ConfigError
+from tunelab.core.config import ConfigError, instantiate_clearly
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
-from tunelab.evaluation.runner import deltas, evaluate
+from tunelab.evaluation.runner import build_eval_tasks, deltas, evaluate
 from tunelab.pruning.stage import build_pruner, run_pruning
 from tunelab.scaling import compat
 from tunelab.scaling.measure import allocated_bytes, peak_memory
@@ -120,11 +120,11 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
     adapter = build_adapter_for(cfg)  # its config checks raise ConfigError before the model loads
     neftune = neftune_callbacks(cfg.get("neftune_alpha"))  # embedding noise while training only
     pruner = build_pruner(cfg.get("prune"))  # prune=none: no stage
-    eval_tasks = {name: instantiate(spec) for name, spec in cfg.eval.tasks.items()}
+    eval_tasks = build_eval_tasks(cfg.eval.tasks)  # bad held-out records stop the run here
     speed = cfg.get("speed") or {}
     check_speed(**speed)  # a missing optional package is a config error, before the model loads
 
-    loaded = instantiate(cfg.model)
+    loaded = instantiate_clearly(cfg.model)  # e.g. a missing optional extra: its ConfigError line
     tokenizer = loaded.tokenizer
     data.attach_tokenizer(tokenizer)
     objective.attach_tokenizer(tokenizer)  # online objectives decode what they sample
