@@ -73,3 +73,36 @@ def test_max_steps_override_reaches_the_trainer():
 
 def test_conf_dir_is_where_train_py_looks():
     assert (Path(ROOT) / "train.py").read_text().count('config_path="conf"') == 1
+
+
+def test_your_data_selects_the_heldout_eval_and_never_trains_on_it(tmp_path):
+    import json
+
+    from tunelab.data.base import build_data
+    from tunelab.evaluation.runner import build_eval_tasks
+
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n" for i in range(20))
+    )
+    cfg = compose_with(["data=jsonl", f"data.train.path={chats}", "data.train.test_size=5"])
+    assert list(cfg.eval.tasks) == ["heldout"]
+    data, tasks = build_data(cfg.data), build_eval_tasks(cfg.eval.tasks)
+    trained = {m["messages"][-1]["content"] for m in data.records}
+    held = {answer for _, answer in tasks["heldout"].items}
+    assert len(trained) == 15 and len(held) == 5 and not trained & held
+    assert compose_with(["data=jsonl", f"data.train.path={chats}", "eval=none"]).eval.tasks == {}
+    assert "arithmetic" in compose_with([]).eval.tasks  # the tiny world keeps its own tasks
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "chosen": "y", "rejected": "n"}) + "\n" for i in range(3))
+    )
+    unpaired = tmp_path / "kto.jsonl"
+    unpaired.write_text(
+        "".join(json.dumps({"prompt": "q", "completion": "a", "label": b}) + "\n" for b in (True, False))
+    )
+    kto = compose_with(["objective=kto", "data=unpaired_jsonl", f"data.train.path={unpaired}"])
+    assert build_eval_tasks(kto.eval.tasks)["heldout"].items == []  # unpaired records make no pairs
+    kto = compose_with(["objective=kto", "data=unpaired_jsonl", f"data.train.path={unpaired}",
+                        f"data.train.test_path={pairs}"])  # fmt: skip
+    assert len(build_data(kto.data).heldout_records) == 3
