@@ -104,7 +104,8 @@ def resolve_source(
     if source == "auto" and hub_reachable():
         return name_or_path
     local = str(ensure_converted(GGUFSource(**offline)))
-    print(f"tunelab: {name_or_path} not reachable; loading its offline copy {local}", flush=True)
+    why = "model.source=offline" if source == "offline" else "hub not reachable and not in the HF cache"
+    print(f"tunelab: {name_or_path}: {why}; loading its offline copy {local}", flush=True)
     return local
 
 
