@@ -25,8 +25,8 @@ GROUPS = [
     "logger",
     "prune",
 ]
-HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b", "llama-2-7b"}  # no network in tests
-NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl"}
+HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "smollm2-135m-instruct", "llama-3.2-1b", "llama-2-7b"}  # no network
+NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl", "prompts_jsonl"}
 
 
 def options() -> list[tuple[str, str]]:
@@ -57,6 +57,7 @@ EVAL_TASKS = {
     "lmeval": {"arithmetic", "reverse", "heldout", "lm_eval"},
     "raw": {"arithmetic_raw", "reverse_raw", "reverse"},
     "none": set(),
+    "heldout": {"heldout"},
 }
 LOGGERS = {
     "csv": {"csv"},
@@ -124,3 +125,36 @@ def test_conf_dir_is_where_the_apps_look():
     from tunelab.core.config import PACKAGE_CONF
 
     assert PACKAGE_CONF.resolve() == CONF.resolve()
+
+
+def test_your_data_selects_the_heldout_eval_and_never_trains_on_it(tmp_path):
+    import json
+
+    from tunelab.data.base import build_data
+    from tunelab.evaluation.runner import build_eval_tasks
+
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n" for i in range(20))
+    )
+    cfg = compose_with(["data=jsonl", f"data.train.path={chats}", "data.train.test_size=5"])
+    assert list(cfg.eval.tasks) == ["heldout"]
+    data, tasks = build_data(cfg.data), build_eval_tasks(cfg.eval.tasks)
+    trained = {m["messages"][-1]["content"] for m in data.records}
+    held = {answer for _, answer in tasks["heldout"].items}
+    assert len(trained) == 15 and len(held) == 5 and not trained & held
+    assert compose_with(["data=jsonl", f"data.train.path={chats}", "eval=none"]).eval.tasks == {}
+    assert "arithmetic" in compose_with([]).eval.tasks  # the tiny world keeps its own tasks
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "chosen": "y", "rejected": "n"}) + "\n" for i in range(3))
+    )
+    unpaired = tmp_path / "kto.jsonl"
+    unpaired.write_text(
+        "".join(json.dumps({"prompt": "q", "completion": "a", "label": b}) + "\n" for b in (True, False))
+    )
+    kto = compose_with(["objective=kto", "data=unpaired_jsonl", f"data.train.path={unpaired}"])
+    assert build_eval_tasks(kto.eval.tasks)["heldout"].items == []  # unpaired records make no pairs
+    kto = compose_with(["objective=kto", "data=unpaired_jsonl", f"data.train.path={unpaired}",
+                        f"data.train.test_path={pairs}"])  # fmt: skip
+    assert len(build_data(kto.data).heldout_records) == 3

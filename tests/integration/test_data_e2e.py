@@ -28,6 +28,7 @@ def test_alpaca_file_with_lima_selection_replay_and_neftune(tmp_path):
         [
             "data=jsonl",
             f"data.train.path={data}",
+            "data.train.test_size=0",  # all 46 records train: the counts below are of the whole file
             "data/selection=lima",
             "data.selection.keep_best.n=30",
             "data.replay.fraction=0.25",

@@ -37,8 +37,17 @@ def test_tiny_world_prompts_render_with_the_chat_template(tiny_model_dir):
 
 @pytest.mark.parametrize(
     ("record", "message"),
-    [({"prompt": "hi"}, "fields 'prompt' and 'answer'"), ({"prompt": "hi", "answer": 3}, "field 'answer'")],
+    [
+        ({"prompt": "hi"}, "expected a field 'answer'"),
+        ({"answer": "hi"}, "expected a field 'prompt'"),
+        ({"prompt": "hi", "answer": 3}, "field 'answer'"),
+    ],
 )
 def test_bad_prompt_record_names_the_record(record, message):
     with pytest.raises(DataError, match=f"train: record 1: .*{message}"):
         PromptDataModule([{"prompt": "ok", "answer": "ok"}, record])
+
+
+def test_answer_is_optional_only_when_the_config_says_so():
+    data = PromptDataModule([{"prompt": "hi"}, {"prompt": "yo", "answer": None}], require_answer=False)
+    assert [r["answer"] for r in data.records] == ["", ""]

@@ -72,5 +72,6 @@ def test_shared_overrides_leave_the_labels_and_a_subset_names_the_baseline():
     table = build_table(rows, ["x"], baseline="adapter=lora")
     assert [table.label(r) for r in rows] == ["adapter=lora", "adapter=dora"]
     assert table.baseline == "adapter=lora" and "Every row: trainer.max_steps=200." in table.caption()
-    with pytest.raises(ValueError, match="matches several rows"):
+    # Several rows match: the error names them, so the user sees which override tells them apart.
+    with pytest.raises(ValueError, match=r"matches 2 rows: \['adapter=lora trainer.max_steps=200', 'ad"):
         build_table(rows, ["x"], baseline="trainer.max_steps=200")

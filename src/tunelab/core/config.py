@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,25 @@ def _fused_adamw_ok(precision: object, clip: object) -> bool:
     return torch.cuda.is_available() and not (str(precision).endswith("-mixed") and bool(clip))
 
 
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._=,+-]+")
+
+
+def job_dirname(num: object, overrides: object, max_chars: int = 60) -> str:
+    """A sweep job's directory name: `<num>_<overrides>` made safe and short.
+
+    Hydra's `override_dirname` holds every override verbatim: paths nest folders ('/') and long
+    sweeps exceed the 255-byte file-name limit ("File name too long" before any job runs). Unsafe
+    characters become '-'; a name longer than `max_chars` keeps its start plus a hash of the whole.
+    The full overrides stay in each job's metrics.json (`overrides`) and config.yaml.
+    """
+    text = str(overrides or "")
+    safe = SAFE_NAME.sub("-", text).strip("-")
+    if len(safe) > max_chars or (safe != text and text):
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        safe = f"{safe[: max_chars - 9].rstrip('-')}-{digest}"
+    return f"{num}_{safe}" if safe else str(num)
+
+
 def register_resolvers() -> None:
     """Register `${mul:A,B}`, `${project_root:}` and `${fused_ok:...}` once per process (the tiny
     world registers its own `${world:NAME}`: tunelab.world.register_world_resolver)."""
@@ -57,6 +78,7 @@ def register_resolvers() -> None:
         "project_root": lambda: str(project_root()),
         # Fused AdamW unscales inside its kernel: Lightning refuses it with mixed precision + clipping.
         "fused_ok": _fused_adamw_ok,
+        "job_dirname": job_dirname,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -16,6 +16,7 @@ from tunelab.data.collate import pad_batch
 from tunelab.data.sampler import ResumableSampler
 from tunelab.data.selection import Filter, View, select
 from tunelab.data.sources import DataError
+from tunelab.data.split import positions_of
 
 
 class TokenizedDataModule(L.LightningDataModule):
@@ -44,6 +45,7 @@ class TokenizedDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.max_length = max_length
         self.seed = seed
+        self.positions = positions_of(train)  # record i's position in its file, for error messages
         self.records = self.validate(list(train))
         self.removed: dict[str, int] = {}
         filters = {name: f for name, f in (selection or {}).items() if f is not None}
@@ -54,6 +56,11 @@ class TokenizedDataModule(L.LightningDataModule):
         self.train_examples: list[dict[str, list[int]]] = []
         self.truncated = 0  # examples cut to max_length
         self.truncated_tokens = 0  # tokens those cuts dropped
+
+    def where(self, i: int) -> str:
+        """'<source>: record <n>' for the i-th record, n its position in the file (a held-out
+        split leaves gaps)."""
+        return f"{getattr(self, 'source', 'train')}: record {self.positions[i]}"
 
     def count_truncation(self, length: int) -> None:
         """Count an example of `length` tokens that `max_length` cuts, and the tokens it loses."""

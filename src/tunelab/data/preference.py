@@ -20,6 +20,7 @@ from tunelab.data.chat import ROLES, render_ids
 from tunelab.data.collate import pad_batch
 from tunelab.data.sampler import ResumableSampler
 from tunelab.data.sources import DataError, read_records
+from tunelab.data.split import positions_of
 
 Messages = list[dict[str, str]]
 
@@ -130,13 +131,14 @@ class PreferenceDataModule(TokenizedDataModule):
     ) -> None:
         self.source = source
         self.heldout_records = [
-            pair_record(r, f"held-out {source}: record {i}") for i, r in enumerate(heldout or [])
+            pair_record(r, f"held-out {source}: record {n}")
+            for n, r in zip(positions_of(heldout or []), heldout or [], strict=True)
         ]
         self.heldout_examples: list[dict] = []
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [pair_record(r, f"{self.source}: record {i}") for i, r in enumerate(records)]
+        return [pair_record(r, self.where(i)) for i, r in enumerate(records)]
 
     def encode_pairs(self, records: list[dict]) -> list[dict[str, list[int]]]:
         examples = []
@@ -190,7 +192,7 @@ class UnpairedDataModule(PreferenceDataModule):
     def validate(self, records: list[dict]) -> list[dict]:
         out = []
         for i, r in enumerate(records):
-            out += unpaired_records(r, f"{self.source}: record {i}")
+            out += unpaired_records(r, self.where(i))
         return out
 
     def encode(self, records: list[dict]) -> list[dict]:

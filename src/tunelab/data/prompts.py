@@ -20,16 +20,19 @@ from tunelab.data.preference import as_messages, split_ids
 from tunelab.data.sources import DataError
 
 
-def prompt_record(record: object, where: str) -> dict:
-    """A validated `{prompt: messages, answer: str}` record."""
-    if not isinstance(record, dict) or "prompt" not in record or "answer" not in record:
-        raise DataError(f"{where}: expected fields 'prompt' and 'answer'")
-    if not isinstance(record["answer"], str):
-        raise DataError(f"{where}: field 'answer': expected a string, got {type(record['answer']).__name__}")
-    return {
-        "prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"),
-        "answer": record["answer"],
-    }
+def prompt_record(record: object, where: str, require_answer: bool = True) -> dict:
+    """A validated `{prompt: messages, answer: str}` record; without `require_answer` a missing
+    (or null) answer is "" (prompts for a reward that needs no reference, e.g. a reward model)."""
+    if not isinstance(record, dict) or "prompt" not in record:
+        raise DataError(f"{where}: expected a field 'prompt' (a string or chat messages)")
+    answer = record.get("answer")
+    if answer is None and not require_answer:
+        answer = ""
+    if answer is None:
+        raise DataError(f"{where}: expected a field 'answer' (the reference reply)")
+    if not isinstance(answer, str):
+        raise DataError(f"{where}: field 'answer': expected a string, got {type(answer).__name__}")
+    return {"prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"), "answer": answer}
 
 
 def collate_prompts(examples: list[dict], pad_id: int) -> dict[str, Tensor | list[str]]:
@@ -58,12 +61,13 @@ class PromptDataModule(TokenizedDataModule):
 
     batch_kind = "prompt"
 
-    def __init__(self, train: list[dict], source: str = "train", **kw) -> None:
+    def __init__(self, train: list[dict], source: str = "train", require_answer: bool = True, **kw) -> None:
         self.source = source
+        self.require_answer = require_answer  # false: records may lack `answer` (reward-model rewards)
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [prompt_record(r, f"{self.source}: record {i}") for i, r in enumerate(records)]
+        return [prompt_record(r, self.where(i), self.require_answer) for i, r in enumerate(records)]
 
     def encode(self, records: list[dict]) -> list[dict]:
         examples = []

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.core.config import ConfigError
 from tunelab.data.base import TokenizedDataModule
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.formats import check_format, to_messages
 from tunelab.data.packing import packed_dataloader
 from tunelab.data.replay import Replay
 from tunelab.data.selection import View
-
-
-def load_chat_template(template: str | None) -> str | None:
-    """A chat-template override: Jinja text, or the path of a file holding it; checked to parse."""
-    if template is None:
-        return None
-    path = Path(template)
-    if "{{" not in template and "{%" not in template:  # not Jinja text: a file name
-        if not path.is_file():
-            raise ConfigError(f"data.chat_template={template!r}: no such template file")
-        template = path.read_text()
-    try:
-        jinja2.Environment().parse(template)
-    except jinja2.TemplateSyntaxError as err:
-        raise ConfigError(f"data.chat_template: line {err.lineno}: {err.message}") from None
-    return template
+from tunelab.models.chat_template import load_chat_template
 
 
 class SFTDataModule(TokenizedDataModule):
@@ -58,16 +40,13 @@ class SFTDataModule(TokenizedDataModule):
         self.source = source
         check_format(format)
         self.format = format
-        self.chat_template = load_chat_template(chat_template)
+        self.chat_template = load_chat_template(chat_template, "data.chat_template")
         self.replay = replay or Replay()
         self.packing = packing  # rows of whole examples up to max_length, see tunelab.data.packing
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [
-            {"messages": to_messages(r, f"{self.source}: record {i}", self.format)}
-            for i, r in enumerate(records)
-        ]
+        return [{"messages": to_messages(r, self.where(i), self.format)} for i, r in enumerate(records)]
 
     def view(self, record: dict) -> View:
         turns = record["messages"]

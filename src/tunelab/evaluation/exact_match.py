@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.world import tasks
 
 
@@ -79,7 +80,7 @@ def generate(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop_token_ids(model, tokenizer),  # not one id: see stop_tokens
             )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

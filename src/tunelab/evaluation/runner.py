@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.core.config import ConfigError, instantiate_clearly
+from tunelab.data.sources import DataError
+
 
 class EvalTask(Protocol):
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict: ...
+
+
+def build_eval_tasks(specs: Mapping[str, Any]) -> dict[str, EvalTask]:
+    """`cfg.eval.tasks` instantiated, before the model loads; a bad held-out record or setting
+    arrives as its own DataError/ConfigError line, not wrapped by Hydra."""
+    return {name: instantiate_clearly(spec, (DataError, ConfigError)) for name, spec in specs.items()}
 
 
 def evaluate(

@@ -49,9 +49,13 @@ class Rollout:
         return self.completion_mask.sum(-1)
 
 
-def completion_mask(completions: Tensor, eos_id: int) -> Tensor:
-    """True up to and including each row's first `eos_id`; everything after it is padding."""
-    is_eos = completions == eos_id
+def completion_mask(completions: Tensor, eos_id: int | list[int]) -> Tensor:
+    """True up to and including each row's first end token (`eos_id`: one id or several, e.g. the
+    model's eos and the chat template's end-of-turn); everything after it is padding."""
+    ends = torch.as_tensor(
+        eos_id if isinstance(eos_id, (list, tuple)) else [eos_id], device=completions.device
+    )
+    is_eos = torch.isin(completions, ends)
     eos_before = torch.cumsum(is_eos.long(), dim=-1) - is_eos.long()  # end tokens strictly before t
     return eos_before == 0
 
@@ -73,11 +77,12 @@ def sample(
     attention_mask: Tensor,
     settings: GenerationSettings,
     pad_id: int,
-    eos_id: int,
+    eos_id: int | list[int],
     disable_adapter: bool = False,
 ) -> Rollout:
     """Sample one completion per (left-padded) prompt row, in eval mode, with the KV cache.
 
+    `eos_id` is every token a reply may end on (tunelab.models.stop_tokens.stop_token_ids);
     `disable_adapter` samples from the peft model's base (the frozen reference, as SPIN needs).
     """
     was_training = model.training
@@ -96,7 +101,7 @@ def sample(
                 top_k=None,  # only top_p filters, as configured
                 use_cache=True,
                 pad_token_id=pad_id,
-                eos_token_id=eos_id,
+                eos_token_id=list(eos_id) if isinstance(eos_id, (list, tuple)) else eos_id,
                 **sampling,
             )
     finally:

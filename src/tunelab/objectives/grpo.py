@@ -12,6 +12,7 @@ constant` sums tokens over a fixed length (Dr. GRPO: Liu et al., 2025, arXiv:250
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from tunelab.objectives.online import (
 from tunelab.objectives.rewards import RewardSet
 
 AGGREGATIONS = ("sequence", "token", "constant")
+log = logging.getLogger(__name__)
 
 
 def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> Tensor:
@@ -43,6 +45,12 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: 
     if scale:
         centred = centred / (groups.std(dim=1, keepdim=True) + eps)
     return centred.reshape(-1)
+
+
+def zero_spread_share(rewards: Tensor, group_size: int) -> Tensor:
+    """The share of groups whose rewards are all equal: their advantages are 0, no learning signal."""
+    groups = rewards.view(-1, group_size)
+    return (groups.max(dim=1).values == groups.min(dim=1).values).float().mean()
 
 
 def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_tokens: int) -> Tensor:
@@ -90,6 +98,9 @@ class GRPOObjective(OnlineObjective):
         self.eps_high = epsilon if epsilon_high is None else epsilon_high
         self.scale_rewards = scale_rewards
         self.loss_aggregation = loss_aggregation
+        self.flat_steps = 0  # rollouts whose every group had zero reward spread
+        self.flat_shares: list[float] = []  # each rollout's share of zero-spread groups
+        self.last_groups = 0
 
     def make_rollout(self, model: nn.Module, batch: dict[str, Any], reference: Any) -> dict[str, Any]:
         g = self.group_size
@@ -100,6 +111,10 @@ class GRPOObjective(OnlineObjective):
         answers = [a for a in batch["answers"] for _ in range(g)]
         rewards, reward_parts = self.rewards(prompts, self.decode(rollout), answers)
         rewards = rewards.to(ids.device)
+        flat = zero_spread_share(rewards, g)
+        self.last_groups = rewards.numel() // g
+        self.flat_shares.append(float(flat))
+        self.warn_if_flat(float(flat))
         old = None
         if self.num_iterations > 1:  # μ = 1: the old policy is the current one, detached
             with torch.no_grad():
@@ -109,8 +124,31 @@ class GRPOObjective(OnlineObjective):
             "advantages": group_advantages(rewards, g, self.scale_rewards),
             "old_logprobs": old,
             "ref_logprobs": reference_logprobs(reference, rollout, self.temperature) if self.beta else None,
-            "metrics": self.rollout_metrics(rollout, rewards) | reward_parts,
+            "metrics": self.rollout_metrics(rollout, rewards) | reward_parts | {"zero_spread_groups": flat},
         }
+
+    def save_artifacts(self, model: nn.Module, tokenizer, out_dir) -> dict[str, float]:
+        """The online summary plus the run's share of groups with zero reward spread."""
+        out = super().save_artifacts(model, tokenizer, out_dir)
+        if self.flat_shares:
+            out["online/zero_spread_groups"] = sum(self.flat_shares) / len(self.flat_shares)
+            out["online/zero_spread_rollouts"] = self.flat_steps
+        return out
+
+    def warn_if_flat(self, share: float) -> None:
+        """Warn (once per run, then every 50th such step) when every group of a step has one reward:
+        the step's loss is only the KL term. Real chat models under toy rewards do this silently."""
+        if share < 1.0:
+            return
+        self.flat_steps += 1
+        if self.flat_steps == 1 or self.flat_steps % 50 == 0:
+            log.warning(
+                "GRPO: all %d groups of a rollout got equal rewards (%d such rollouts so far): no "
+                "advantage, no learning signal. Check that objective.rewards can score this model's "
+                "replies (e.g. {name: answer, match: number}) and objective.generation.max_new_tokens.",
+                self.last_groups,
+                self.flat_steps,
+            )
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], reference: Any = None) -> ObjectiveOutput:
         r = self.current_rollout(model, batch, reference)

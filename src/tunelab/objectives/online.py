@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.core.constants import IGNORE_INDEX
+from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.objectives.base import Objective, shifted_token_logprobs
 from tunelab.objectives.generation import GenerationSettings, Rollout, position_ids, sample
 
@@ -154,7 +155,7 @@ class OnlineObjective(Objective):
             attention_mask,
             self.generation,
             pad_id=self.tokenizer.pad_token_id,
-            eos_id=self.tokenizer.eos_token_id,
+            eos_id=stop_token_ids(model, self.tokenizer),
             **kw,
         )
         self.clock.add_generation(rollout.seconds)

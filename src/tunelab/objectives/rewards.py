@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from tunelab.core.config import ConfigError
+from tunelab.data.answers import AnswerMatcher
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
@@ -89,6 +90,27 @@ def char_match(prompts: Sequence[str], completions: Sequence[str], answers: Sequ
         got, want = first_line(c), a.strip()
         scores.append(sum(x == y for x, y in zip(got, want, strict=False)) / max(len(got), len(want), 1))
     return scores
+
+
+@register_reward("answer")
+def answer_reward(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    answers: Sequence[str],
+    match: str = "exact",
+    pattern: str | None = None,
+    normalize: bool = True,
+) -> list[float]:
+    """1.0 where the reply matches the prompt record's reference answer, compared as the default
+    evaluation compares (`match`: exact | number | regex | contains; tunelab.data.answers): the
+    reward for a chat model, whose replies are sentences ("13 + 54 = 67.") rather than the toy form."""
+    matcher = _matcher(match, pattern, normalize)
+    return [float(matcher(c, a)) for c, a in zip(completions, answers, strict=True)]
+
+
+@functools.cache
+def _matcher(match: str, pattern: str | None, normalize: bool) -> AnswerMatcher:
+    return AnswerMatcher(match, pattern, normalize)
 
 
 @register_reward("format")

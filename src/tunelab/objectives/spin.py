@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.collate import pad_batch
 from tunelab.data.preference import join
+from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.objectives.base import ObjectiveOutput
 from tunelab.objectives.dpo import DPOObjective
 from tunelab.objectives.generation import GenerationSettings, sample
@@ -75,7 +76,7 @@ class SPINObjective(DPOObjective):
                 batch["attention_mask"][new],
                 self.generation,
                 pad_id=self.tokenizer.pad_token_id,
-                eos_id=self.tokenizer.eos_token_id,
+                eos_id=stop_token_ids(reference.target, self.tokenizer),
                 disable_adapter=reference.disable_adapter,
             )
             self.clock.add_generation(rollout.seconds)

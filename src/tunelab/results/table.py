@@ -66,10 +66,14 @@ def find_baseline(rows: list[Row], baseline: str) -> Row:
     exact = [r for r in rows if r.label == baseline]
     wanted = set(baseline.split())
     matches = exact or [r for r in rows if wanted <= set(r.label.split())]
-    if len(matches) != 1:
-        labels = [r.label for r in rows]
-        found = "matches several rows" if matches else "not found"
-        raise ValueError(f"baseline row {baseline!r} {found}; rows are: {labels}")
+    if len(matches) > 1:
+        which = [r.label for r in matches]
+        raise ValueError(
+            f"baseline row {baseline!r} matches {len(which)} rows: {which}; add the override that tells "
+            "them apart (e.g. --baseline 'adapter=lora rank=8')"
+        )
+    if not matches:
+        raise ValueError(f"baseline row {baseline!r} not found; rows are: {[r.label for r in rows]}")
     return matches[0]
 
 

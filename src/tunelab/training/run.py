@@ -31,12 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from tunelab.adapters.base import Adapter, count_parameters
-from tunelab.core.config import ConfigError
+from tunelab.core.config import ConfigError, instantiate_clearly
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
-from tunelab.evaluation.runner import deltas, evaluate
+from tunelab.evaluation.runner import build_eval_tasks, deltas, evaluate
 from tunelab.objectives.base import Objective
 from tunelab.pruning.base import Pruner
 from tunelab.pruning.stage import build_pruner, run_pruning
@@ -175,7 +175,7 @@ def prepare(cfg: DictConfig) -> RunParts:
         objective=objective,
         adapter=build_adapter_for(cfg),  # its config checks raise ConfigError here
         pruner=build_pruner(cfg.get("prune")),  # prune=none: no stage
-        eval_tasks={name: instantiate(spec) for name, spec in cfg.eval.tasks.items()},
+        eval_tasks=build_eval_tasks(cfg.eval.tasks),  # bad held-out records stop the run here
         speed=speed,
         neftune=neftune_callbacks(cfg.get("neftune_alpha")),  # embedding noise while training only
     )
@@ -183,7 +183,7 @@ def prepare(cfg: DictConfig) -> RunParts:
 
 def load(cfg: DictConfig, state: RunState) -> None:
     """Stage 2: the base model and tokenizer; data and objective get the tokenizer."""
-    loaded = instantiate(cfg.model)
+    loaded = instantiate_clearly(cfg.model)  # e.g. a missing optional extra: its ConfigError line
     state.model, state.tokenizer = loaded.model, loaded.tokenizer
     state.parts.data.attach_tokenizer(state.tokenizer)
     state.parts.objective.attach_tokenizer(state.tokenizer)  # online objectives decode what they sample
@@ -366,7 +366,8 @@ def run_header(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> str:
 def print_summary(out_dir: Path, metrics: dict[str, Any]) -> None:
     """A short end-of-run report naming the run directory."""
     print(f"\ntunelab run {metrics['status']}: {out_dir}")
-    keys = [k for k in metrics if k.startswith(("baseline/", "eval/")) and k.endswith("exact_match")]
+    scores = ("exact_match", "/accuracy")  # the toy tasks' and your data's (eval=heldout) generation scores
+    keys = [k for k in metrics if k.startswith(("baseline/", "eval/")) and k.endswith(scores)]
     for key in sorted(keys):
         print(f"  {key:40s} {metrics[key]:.3f}")
     for key in ("train_loss_initial", "train_loss_final", "train_steps", "wall_seconds"):
