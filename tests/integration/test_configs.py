@@ -25,14 +25,12 @@ GROUPS = [
     "logger",
     "prune",
 ]
-HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "smollm2-135m-instruct", "llama-3.2-1b", "llama-2-7b"}  # no network
+HUB_MODELS = {"qwen2.5-0.5b", "smollm2-135m", "smollm2-135m-instruct", "llama-3.2-1b", "llama-2-7b"}
 NEEDS_PATH = {"jsonl", "preference_jsonl", "unpaired_jsonl", "prompts_jsonl"}
 
 
 def options() -> list[tuple[str, str]]:
     return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-
-
 
 
 # What each option must set, written out by hand for the groups whose options are plain values.
