@@ -16,6 +16,7 @@ from tunelab.adapters.base import count_parameters
 from tunelab.core.config import ConfigError
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
+from tunelab.core.provenance import run_provenance
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import deltas, evaluate
@@ -150,7 +151,8 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=adapter.param_groups,
     )
-    reliability = reliability_callbacks(cfg, out_dir, data_fingerprint(data.train_examples))
+    metrics["data_sha256"] = data_fingerprint(data.train_examples)  # provenance: what was trained on
+    reliability = reliability_callbacks(cfg, out_dir, metrics["data_sha256"])
     callbacks = [*adapter.callbacks(), *neftune, *reliability]
     trainer = build_trainer(cfg, out_dir, extra_callbacks=callbacks)
     model.train()  # HF models load in eval mode and evaluation leaves them there: dropout must be live
@@ -222,6 +224,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "name": cfg.name,
         "command": command_line(),
         "overrides": job_overrides(),
+        **run_provenance(cfg),  # git commit/dirty, package versions, hardware, config hash
     }
     try:
         ckpt_path = resume_checkpoint(cfg, out_dir)
