@@ -23,7 +23,8 @@ def tune_stage(cfg: DictConfig, configs: TrainConfigs, out_dir: Path, root: Path
     best = best_settings(jobs, out_dir, comparison.tune.metric, comparison.tune.better)
     (out_dir / "tune" / "best.json").write_text(json.dumps(best, indent=1, sort_keys=True) + "\n")
     for arm, record in best.items():
-        print(f"[compare] tune: {arm}: best {record['setting']} ({comparison.tune.metric}={record['score']:.4g})")
+        score = f"{comparison.tune.metric}={record['score']:.4g}"
+        print(f"[compare] tune: {arm}: best {record['setting']} ({score})")
     return jobs
 
 
@@ -50,11 +51,14 @@ def run_comparison(cfg: DictConfig, root: Path) -> int:
     if "report" in cfg.stages:
         from tunelab.results.comparison_report import write_report  # matplotlib only when reporting
 
-        write_report(cfg.comparison, out_dir, read_manifest(out_dir / "tune"), read_manifest(out_dir / "confirm"))
+        write_report(
+            cfg.comparison, out_dir, read_manifest(out_dir / "tune"), read_manifest(out_dir / "confirm")
+        )
         print(f"[compare] report: {out_dir / 'report'}")
     failed = [f"{j.stage}/{j.arm}/{j.key} ({j.status})" for j in jobs if j.status != "completed"]
     reused = sum(j.reused for j in jobs)
-    print(f"[compare] {len(jobs)} jobs: {reused} reused, {len(jobs) - reused - len(failed)} run, {len(failed)} failed")
+    ran = len(jobs) - reused - len(failed)
+    print(f"[compare] {len(jobs)} jobs: {reused} reused, {ran} run, {len(failed)} failed")
     if failed:
         print("[compare] not completed: " + ", ".join(failed))
     return 1 if failed else 0

@@ -105,7 +105,9 @@ def grid(comparison: DictConfig, arm: str, default_lr: float) -> list[dict[str, 
     tune = comparison.tune
     space = OmegaConf.to_container(tune.arm_space.get(arm) or tune.space, resolve=True)
     knobs = sorted(space)
-    points = [dict(zip(knobs, values, strict=True)) for values in itertools.product(*(space[k] for k in knobs))]
+    points = [
+        dict(zip(knobs, values, strict=True)) for values in itertools.product(*(space[k] for k in knobs))
+    ]
     if len(points) < tune.trials:
         raise ConfigError(
             f"comparison.tune.trials={tune.trials} but arm {arm!r} has a grid of {len(points)} points "
@@ -230,7 +232,9 @@ def run_stage(jobs: list[Job], out_dir: Path, force: bool, launcher: str | None,
         launch(todo, stage_dir, launcher, root)
     for job in jobs:
         metrics_file = out_dir / job.run_dir / "metrics.json"
-        job.status = json.loads(metrics_file.read_text()).get("status", "?") if metrics_file.exists() else "missing"
+        job.status = (
+            json.loads(metrics_file.read_text()).get("status", "?") if metrics_file.exists() else "missing"
+        )
     write_manifest(jobs, stage_dir)
     return jobs
 

@@ -106,7 +106,12 @@ def load_split(task: str, split: str) -> list[Example]:
     items = UNIVERSES[task]()
     random.Random(SPLIT_SEED).shuffle(items)
     test, train = items[:TEST_SIZE], items[TEST_SIZE:]
-    parts = {"test": test, "train": train, "validation": train[:VALIDATION_SIZE], "fit": train[VALIDATION_SIZE:]}
+    parts = {
+        "test": test,
+        "train": train,
+        "validation": train[:VALIDATION_SIZE],
+        "fit": train[VALIDATION_SIZE:],
+    }
     return parts[split]
 
 
