@@ -199,13 +199,16 @@ def to_markdown(table: ComparisonTable) -> str:
 
 
 def latex_header(column: Column) -> str:
-    arrow = {"higher": r" $\uparrow$", "lower": r" $\downarrow$"}.get(column.better or "", "")
-    unit = f" ({latex_escape(column.unit)})" if column.unit else ""
-    return latex_escape(column.label) + unit + arrow
+    """Label over unit and arrow, stacked in two lines: narrow columns fit more of them on a page."""
+    arrow = {"higher": r"$\uparrow$", "lower": r"$\downarrow$"}.get(column.better or "", "")
+    second = " ".join(x for x in [f"({latex_escape(column.unit)})" if column.unit else "", arrow] if x)
+    if not second:
+        return latex_escape(column.label)
+    return rf"\begin{{tabular}}[b]{{@{{}}r@{{}}}}{latex_escape(column.label)}\\{second}\end{{tabular}}"
 
 
 def to_latex(table: ComparisonTable) -> str:
-    """A booktabs table scaled to the text width (needs graphicx and booktabs)."""
+    """A booktabs table, shrunk to the text width only when wider (needs graphicx and booktabs)."""
     header = " & ".join(["Arm", "$n$", "Tuned", *map(latex_header, table.columns)]) + r" \\"
     body = [" & ".join(r) + r" \\" for r in row_texts(table, "latex")]
     cols = "lrl" + "r" * len(table.columns)
@@ -213,7 +216,7 @@ def to_latex(table: ComparisonTable) -> str:
         r"\begin{table*}[t]",
         r"\centering",
         rf"\caption{{{caption(table, 'latex')}}}",
-        r"\resizebox{\textwidth}{!}{%",
+        r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
         header,
