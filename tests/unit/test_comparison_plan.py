@@ -173,3 +173,12 @@ def test_wandb_jobs_carry_group_stage_and_arm(tmp_path, monkeypatch):
         assert list(run.tags) == ["lora", "sft", cfg.data.source, "lora", "tune", "smoke"]
     finally:
         run.finish()
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "conf" / "comparison").glob("*.yaml")))
+def test_every_preset_plans_equal_trials_within_its_budget(preset):
+    cfg = compare_cfg(f"comparison={preset}")
+    jobs = plan_stage(cfg, CONFIGS, "tune", hashes=False)  # composes each arm with its split overrides
+    per_arm = {arm: sum(j.arm == arm for j in jobs) for arm in cfg.comparison.arms}
+    assert set(per_arm.values()) == {cfg.comparison.tune.trials}
+    assert all("eval.split=validation" in j.overrides for j in jobs)

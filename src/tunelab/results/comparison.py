@@ -144,9 +144,16 @@ def base_overrides(cmp_cfg: DictConfig, arm: list[str], split: str) -> list[str]
 
 
 def plan_stage(
-    cmp_cfg: DictConfig, configs: TrainConfigs, stage: str, best: dict[str, dict] | None = None
+    cmp_cfg: DictConfig,
+    configs: TrainConfigs,
+    stage: str,
+    best: dict[str, dict] | None = None,
+    hashes: bool = True,
 ) -> list[Job]:
-    """Every job of `stage`: tune = trials per arm on validation, confirm = seeds per arm on test."""
+    """Every job of `stage`: tune = trials per arm on validation, confirm = seeds per arm on test.
+
+    `hashes=False` skips composing every job for its config hash (a quick check of a preset).
+    """
     comparison = cmp_cfg.comparison
     split = "validation" if stage == "tune" else "test"
     jobs = []
@@ -167,7 +174,7 @@ def plan_stage(
             knobs = [f"{k}={format_value(v)}" for k, v in setting.items()]
             job_overrides = [*shared, *knobs, f"seed={seed}", f"hydra.sweep.subdir={arm}/{key}"]
             jobs.append(Job(stage, arm, key, job_overrides, dict(setting), seed))
-    for job in jobs:
+    for job in jobs if hashes else []:
         job.config_sha256 = config_sha256(configs.compose(job.overrides))
     return jobs
 
