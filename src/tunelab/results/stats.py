@@ -30,13 +30,14 @@ def summarize(values: list[float]) -> Summary | None:
 
 
 def paired_p_value(row: dict, baseline: dict) -> float | None:
-    """p-value of the paired t-test on the seeds both rows share; None with fewer than 2 pairs."""
+    """p-value of the paired t-test on the seeds both rows share; None with fewer than 2 pairs or
+    a difference that is the same on every seed (the t statistic is then undefined or infinite)."""
     seeds = sorted(set(row) & set(baseline), key=str)
     if len(seeds) < 2:
         return None
     a, b = [row[s] for s in seeds], [baseline[s] for s in seeds]
-    if all(x == y for x, y in zip(a, b, strict=True)):
-        return 1.0
+    if len({x - y for x, y in zip(a, b, strict=True)}) == 1:
+        return None  # the difference does not vary with the seed (parameter counts): nothing to test
     return float(stats.ttest_rel(a, b).pvalue)
 
 
