@@ -11,6 +11,7 @@ import pytest
 from tunelab.world import tasks
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 
 
 def compare(out_dir: Path, *args: str) -> subprocess.CompletedProcess:
