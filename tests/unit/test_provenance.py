@@ -68,3 +68,9 @@ def test_run_provenance_has_every_field(repo):
     assert set(record) == {"git", "packages", "hardware", "config_sha256"}
     assert set(record["hardware"]) == {"cpu", "cpu_cores", "torch_threads", "gpu", "gpu_count"}
     assert record["hardware"]["cpu_cores"] >= 1 and record["git"]["dirty"] is False
+
+
+def test_unresolvable_config_is_recorded_not_raised(repo):
+    cfg = OmegaConf.create({"x": "${missing_key}"})
+    record = run_provenance(cfg, root=repo)["provenance"]
+    assert record["config_sha256"].startswith("unavailable: ")

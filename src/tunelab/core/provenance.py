@@ -101,11 +101,10 @@ def run_provenance(cfg: DictConfig, root: Path | None = None) -> dict[str, Any]:
     """`{"provenance": {...}}` for metrics.json; the data hash is added once the data is built."""
     from tunelab.core.config import project_root
 
-    return {
-        "provenance": {
-            "git": git_state(root or project_root()),
-            "packages": package_versions(),
-            "hardware": hardware(),
-            "config_sha256": config_sha256(cfg),
-        }
-    }
+    record: dict[str, Any] = {"git": git_state(root or project_root()), "packages": package_versions()}
+    for key, collect in (("hardware", hardware), ("config_sha256", lambda: config_sha256(cfg))):
+        try:  # a record that cannot be made is written as such; it never stops the run
+            record[key] = collect()
+        except Exception as err:
+            record[key] = f"unavailable: {type(err).__name__}: {err}"
+    return {"provenance": record}
