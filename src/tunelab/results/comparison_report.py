@@ -108,6 +108,19 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
     return [spent, tuned, source]
 
 
+def grid_edges(arms: list[Arm], tune: list[Job]) -> list[str]:
+    """A note per arm whose best value of a knob is the largest or smallest it tried: the best
+    may lie outside the grid, so that arm may be under-tuned."""
+    notes = []
+    for arm in arms:
+        for knob, best in arm.setting.items():
+            tried = sorted({j.setting[knob] for j in tune if j.arm == arm.name and knob in j.setting})
+            if len(tried) > 1 and best in (tried[0], tried[-1]):
+                side = "largest" if best == tried[-1] else "smallest"
+                notes.append(f"{arm.name}: the best {knob} is the {side} tried; widen its grid.")
+    return notes
+
+
 def tune_summary(comparison: DictConfig, out_dir: Path, tune: list[Job]) -> str:
     """Markdown list of every trial and its validation score (the tuning is part of the result)."""
     metric = comparison.tune.metric
@@ -203,7 +216,8 @@ def write_report(
     report_dir.mkdir(parents=True, exist_ok=True)
     columns = columns_of(comparison.report)
     arms, runs = collect_arms(comparison, out_dir, confirm, columns)
-    table = build_comparison_table(arms, columns, comparison.baseline, notes_of(comparison, arms, runs))
+    notes = notes_of(comparison, arms, runs) + grid_edges(arms, tune)
+    table = build_comparison_table(arms, columns, comparison.baseline, notes)
     (report_dir / "table.md").write_text(to_markdown(table))
     (report_dir / "table.tex").write_text(to_latex(table))
     (report_dir / "table.csv").write_text(to_csv(table))
