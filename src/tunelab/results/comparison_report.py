@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.results.comparison import Job, arm_overrides, job_metrics
+from tunelab.results.comparison import Job, arm_overrides, format_value, job_metrics
 from tunelab.results.comparison_table import (
     Arm,
     Column,
@@ -128,7 +128,8 @@ def tune_summary(comparison: DictConfig, out_dir: Path, tune: list[Job]) -> str:
     for job in tune:
         value = job_metrics(out_dir, job).get(metric)
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else "–"
-        lines.append(f"| {job.arm} | {job.key} | {job.setting} | {shown} | {job.status} |")
+        setting = ", ".join(f"{k}={format_value(v)}" for k, v in job.setting.items())
+        lines.append(f"| {job.arm} | {job.key} | {setting} | {shown} | {job.status} |")
     return "\n".join(lines) + "\n"
 
 
