@@ -105,6 +105,12 @@ def test_tune_never_reads_the_test_split(monkeypatch):
     assert splits_read(plan_stage(cfg, CONFIGS, "tune"), monkeypatch) == {"fit", "validation"}
 
 
+def test_an_eval_task_without_a_validation_split_is_refused_while_tuning():
+    cfg = with_base(compare_cfg("comparison=smoke"), "eval=lmeval")  # lm-eval reads test items
+    with pytest.raises(ConfigError, match=r"eval\.tasks\.lm_eval has split=None"):
+        plan_stage(cfg, CONFIGS, "tune", hashes=False)
+
+
 def test_confirm_scores_on_test(monkeypatch):  # the spy does see test reads: the test above can fail
     jobs = plan_stage(compare_cfg("comparison=smoke"), CONFIGS, "confirm", {"lora": {}, "full": {}})
     assert splits_read(jobs, monkeypatch) == {"fit", "test"}

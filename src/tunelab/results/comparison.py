@@ -143,6 +143,23 @@ def base_overrides(cmp_cfg: DictConfig, arm: list[str], split: str) -> list[str]
     ]
 
 
+def check_tune_splits(cfg: DictConfig, arm: str) -> None:
+    """Refuse a tune job that could score test items: every eval task must declare
+    `split: validation` (an lm-eval task or a custom one without a split key may read anything),
+    and held-out preference pairs must not come from the test split."""
+    for name, spec in (cfg.eval.get("tasks") or {}).items():
+        if spec is not None and spec.get("split") != "validation":
+            raise ConfigError(
+                f"arm {arm!r}: eval.tasks.{name} has split={spec.get('split')!r}; the tune stage scores "
+                f"validation items only: set its split, or drop it while tuning with "
+                f"comparison.splits.validation: [..., '~eval.tasks.{name}']"
+            )
+    for part in ("train", "heldout"):
+        node = (cfg.get("data") or {}).get(part)
+        if isinstance(node, DictConfig) and node.get("split") == "test":
+            raise ConfigError(f"arm {arm!r}: data.{part}.split=test while tuning; use fit / validation")
+
+
 def plan_stage(
     cmp_cfg: DictConfig,
     configs: TrainConfigs,
@@ -160,6 +177,8 @@ def plan_stage(
     for arm, overrides in arm_overrides(comparison).items():
         shared = base_overrides(cmp_cfg, overrides, split)
         arm_cfg = configs.compose(shared)
+        if stage == "tune":
+            check_tune_splits(arm_cfg, arm)
         shared += [f"trainer.max_steps={budget_steps(comparison, arm_cfg, arm)}", f"name={comparison.name}"]
         shared += wandb_overrides(arm_cfg, comparison, stage, arm)
         if stage == "tune":
