@@ -19,7 +19,7 @@ from tunelab.results.comparison import (
 def tune_stage(cfg: DictConfig, configs: TrainConfigs, out_dir: Path, root: Path) -> list:
     """Every arm's trials on the validation split; writes tune/best.json."""
     comparison = cfg.comparison
-    jobs = run_stage(plan_stage(cfg, configs, "tune"), out_dir, cfg.force, cfg.launcher, root)
+    jobs = run_stage(plan_stage(cfg, configs, "tune"), out_dir, cfg.force, cfg.launcher, root, "tune")
     best = best_settings(jobs, out_dir, comparison.tune.metric, comparison.tune.better)
     (out_dir / "tune" / "best.json").write_text(json.dumps(best, indent=1, sort_keys=True) + "\n")
     for arm, record in best.items():
@@ -34,7 +34,9 @@ def confirm_stage(cfg: DictConfig, configs: TrainConfigs, out_dir: Path, root: P
     if not best_file.is_file():
         raise FileNotFoundError(f"{best_file}: missing; run the tune stage first (stages=[tune,confirm])")
     best = {arm: record["setting"] for arm, record in json.loads(best_file.read_text()).items()}
-    return run_stage(plan_stage(cfg, configs, "confirm", best), out_dir, cfg.force, cfg.launcher, root)
+    return run_stage(
+        plan_stage(cfg, configs, "confirm", best), out_dir, cfg.force, cfg.launcher, root, "confirm"
+    )
 
 
 def run_comparison(cfg: DictConfig, root: Path) -> int:

@@ -241,9 +241,11 @@ def launch(jobs: list[Job], sweep_dir: Path, launcher: str | None, root: Path) -
     return subprocess.run(command, env=env, cwd=root).returncode
 
 
-def run_stage(jobs: list[Job], out_dir: Path, force: bool, launcher: str | None, root: Path) -> list[Job]:
+def run_stage(
+    jobs: list[Job], out_dir: Path, force: bool, launcher: str | None, root: Path, stage: str = ""
+) -> list[Job]:
     """Reuse completed runs with the same config hash (unless `force`), run the rest, record all."""
-    stage_dir = out_dir / jobs[0].stage if jobs else out_dir
+    stage_dir = out_dir / (stage or (jobs[0].stage if jobs else "empty"))
     cache = {} if force else completed_runs(out_dir)
     todo = []
     for job in jobs:
