@@ -13,12 +13,14 @@ from tunelab.data.sources import DataError, read_records
 from tunelab.world import tasks
 
 
-def heldout_documents(task_names: list[str], n_docs: int, doc_chars: int = 120) -> list[str]:
-    """Documents in the pretraining corpus's raw form ("12+34=46\\n..."), built from test items only.
+def heldout_documents(
+    task_names: list[str], n_docs: int, doc_chars: int = 120, split: str = "test"
+) -> list[str]:
+    """Documents in the pretraining corpus's raw form ("12+34=46\\n..."), built from `split` items.
 
-    Items of the tasks alternate, as in the corpus; the base model never saw any of them.
+    Items of the tasks alternate, as in the corpus; the base model never saw a test item.
     """
-    pools = [tasks.load_split(name, "test") for name in task_names]
+    pools = [tasks.load_split(name, split) for name in task_names]
     items = [ex for group in zip(*pools, strict=False) for ex in group]
     docs, current = [], ""
     for ex in items:
@@ -79,6 +81,7 @@ class PerplexityTask:
     tasks: tuple[str, ...] = ("arithmetic", "reverse")
     n_docs: int = 100
     max_length: int = 256
+    split: str = "test"  # tiny-world split of the built-in documents ("validation" while tuning)
 
     def __post_init__(self) -> None:
         self.texts = self.load_texts()  # here, so a bad file stops the run before the model loads
@@ -86,7 +89,7 @@ class PerplexityTask:
     def load_texts(self) -> list[str]:
         """The held-out texts; DataError names the record of a file that has no usable `text`."""
         if self.path is None:
-            return heldout_documents(list(self.tasks), self.n_docs)
+            return heldout_documents(list(self.tasks), self.n_docs, split=self.split)
         records = read_records(self.path)[: self.n_docs]
         for i, record in enumerate(records, start=1):
             if not isinstance(record.get("text"), str) or not record["text"]:

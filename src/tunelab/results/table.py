@@ -130,6 +130,7 @@ def to_markdown(table: Table) -> str:
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
 LATEX_SPECIAL |= {"{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_SPECIAL |= {"<": r"$<$", ">": r"$>$"}  # a bare < in text mode prints as an inverted !
 
 
 def latex_escape(text: str) -> str:

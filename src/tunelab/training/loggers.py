@@ -23,6 +23,8 @@ def wandb_logger(
     name: str | None = None,
     tags: list[str] | None = None,
     mode: str = "auto",
+    job_type: str | None = None,
+    extra_tags: list[str] | None = None,
 ) -> WandbLogger:
     """A W&B logger; `mode="auto"` logs online with credentials and offline without them.
 
@@ -35,7 +37,8 @@ def wandb_logger(
         project=project,
         group=group,
         name=name,
-        tags=[t for t in (tags or []) if t],
+        tags=[t for t in [*(tags or []), *(extra_tags or [])] if t],
+        job_type=job_type,  # compare.py: the stage (tune / confirm)
         offline=mode == "offline",
         mode=mode,
         # Configs go to W&B from config.yaml by tunelab, never from the environment.

@@ -34,6 +34,7 @@ from tunelab.adapters.base import Adapter, count_parameters
 from tunelab.core.config import ConfigError, instantiate_clearly
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
+from tunelab.core.provenance import run_provenance
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import build_eval_tasks, deltas, evaluate
@@ -232,7 +233,8 @@ def fit(cfg: DictConfig, state: RunState, ckpt_path: str | None) -> None:
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=parts.adapter.param_groups,
     )
-    reliability = reliability_callbacks(cfg, state.out_dir, data_fingerprint(parts.data.train_examples))
+    state.metrics["data_sha256"] = data_fingerprint(parts.data.train_examples)  # provenance
+    reliability = reliability_callbacks(cfg, state.out_dir, state.metrics["data_sha256"])
     callbacks = [*parts.adapter.callbacks(), *parts.neftune, *reliability]
     state.trainer = build_trainer(cfg, state.out_dir, extra_callbacks=callbacks)
     state.model.train()  # HF models load in eval mode and evaluation leaves them there
@@ -329,6 +331,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "name": cfg.name,
         "command": command_line(),
         "overrides": job_overrides(),
+        **run_provenance(cfg),  # git commit/dirty, package versions, hardware, config hash
     }
     try:
         ckpt_path = resume_checkpoint(cfg, out_dir)

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 SPLIT_SEED = 1234
 TEST_SIZE = 400
+# Validation is carved from train (its first items), never from test: tuning reads "validation"
+# and trains on "fit" (train minus validation); "train" stays all non-test items, as before.
+VALIDATION_SIZE = 400
+SPLITS = ("train", "fit", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -93,14 +97,22 @@ def task_names() -> list[str]:
 
 
 def load_split(task: str, split: str) -> list[Example]:
-    """All items of `task` in `split` ("train" or "test"), in a fixed order."""
+    """All items of `task` in `split`, in a fixed order: "test", "train" (every other item), and
+    train's two parts "validation" (its first VALIDATION_SIZE items) and "fit" (the rest)."""
     if task not in UNIVERSES:
         raise KeyError(f"unknown tiny-world task {task!r}; expected one of {task_names()}")
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r} for task {task!r}; expected 'train' or 'test'")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for task {task!r}; expected one of {list(SPLITS)}")
     items = UNIVERSES[task]()
     random.Random(SPLIT_SEED).shuffle(items)
-    return items[:TEST_SIZE] if split == "test" else items[TEST_SIZE:]
+    test, train = items[:TEST_SIZE], items[TEST_SIZE:]
+    parts = {
+        "test": test,
+        "train": train,
+        "validation": train[:VALIDATION_SIZE],
+        "fit": train[VALIDATION_SIZE:],
+    }
+    return parts[split]
 
 
 def sample(task: str, split: str, n: int | None, seed: int = 0) -> list[Example]:

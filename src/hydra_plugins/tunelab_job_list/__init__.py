@@ -1,0 +1,1 @@
+"""tunelab's Hydra plugins (Hydra finds plugins only in the hydra_plugins namespace)."""

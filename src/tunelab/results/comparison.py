@@ -1,0 +1,297 @@
+"""A comparison: tune every arm on validation with equal trials, confirm the best over seeds on test.
+
+`plan_*` turn the comparison config into jobs (one list of train.py overrides each); `run_stage`
+runs the jobs a stage still needs through `train.py -m hydra/sweeper=job_list` (any Hydra
+launcher) and reuses completed runs whose config hash matches (the result cache).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.utils import create_config_search_path
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from tunelab.core.config import ConfigError
+from tunelab.core.provenance import config_sha256
+
+STAGES = ("tune", "confirm")
+ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class Job:
+    """One train.py run of a stage: which arm, its key inside the arm, and its overrides."""
+
+    stage: str
+    arm: str
+    key: str  # trial0, trial1, ... (tune) or seed0, seed1, ... (confirm)
+    overrides: list[str]
+    setting: dict[str, Any] = field(default_factory=dict)  # the tuned knobs' values
+    seed: int = 0
+    config_sha256: str = ""
+    run_dir: str = ""  # relative to the comparison folder
+    reused: bool = False
+    status: str = "planned"
+
+    @property
+    def subdir(self) -> str:
+        return f"{self.arm}/{self.key}"
+
+
+class TrainConfigs:
+    """Composes train.yaml with overrides, as `train.py` would (no Hydra app needed)."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        self.loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir)))
+
+    def compose(self, overrides: list[str]) -> DictConfig:
+        cfg = self.loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
+        with_hydra = OmegaConf.to_container(cfg, resolve=False)
+        with_hydra.pop("hydra", None)  # what the job's task function receives
+        return OmegaConf.create(with_hydra)
+
+
+def arm_overrides(comparison: DictConfig) -> dict[str, list[str]]:
+    """`{arm: overrides}`; arm names become folder names and W&B tags, so they stay plain."""
+    arms = {name: list(value) for name, value in comparison.arms.items()}
+    for name in arms:
+        if not ARM_NAME.match(name):
+            raise ConfigError(f"comparison.arms.{name}: arm names may use letters, digits, '_', '-', '.'")
+    if comparison.baseline is not None and comparison.baseline not in arms:
+        raise ConfigError(f"comparison.baseline={comparison.baseline!r} is not an arm; arms: {sorted(arms)}")
+    return arms
+
+
+def budget_steps(comparison: DictConfig, cfg: DictConfig, arm: str) -> int:
+    """Optimizer steps that give this arm the comparison's budget.
+
+    `budget.examples`: every arm sees the same number of training examples (batch size ×
+    gradient accumulation × steps), whatever its batch shape; `budget.steps`: the same steps.
+    """
+    budget = comparison.budget
+    if budget.get("steps") is not None:
+        return int(budget.steps)
+    per_step = int(cfg.data.batch_size) * int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    examples = int(budget.examples)
+    if examples % per_step:
+        raise ConfigError(
+            f"comparison.budget.examples={examples}: arm {arm!r} takes {per_step} examples per optimizer "
+            f"step (data.batch_size x trainer.accumulate_grad_batches); choose a multiple of it"
+        )
+    return examples // per_step
+
+
+def format_value(value: Any) -> str:
+    """An override value: floats in 4 significant digits, the rest as Hydra reads them."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def grid(comparison: DictConfig, arm: str, default_lr: float) -> list[dict[str, Any]]:
+    """The arm's trial settings: `tune.trials` points of the grid over `tune.space` (a seeded
+    sample of it when the grid is larger); `lr` values are multiples of the arm's own default lr
+    when `tune.relative_lr` is true, so each method is searched around its usual setting."""
+    tune = comparison.tune
+    space = OmegaConf.to_container(tune.arm_space.get(arm) or tune.space, resolve=True)
+    knobs = sorted(space)
+    points = [
+        dict(zip(knobs, values, strict=True)) for values in itertools.product(*(space[k] for k in knobs))
+    ]
+    if len(points) < tune.trials:
+        raise ConfigError(
+            f"comparison.tune.trials={tune.trials} but arm {arm!r} has a grid of {len(points)} points "
+            f"({space}); every arm gets the same number of trials"
+        )
+    if len(points) > tune.trials:  # the same sample for every arm of equal grid size
+        points = random.Random(tune.seed).sample(points, tune.trials)
+    if tune.relative_lr:
+        points = [{**p, "lr": float(p["lr"]) * default_lr} if "lr" in p else p for p in points]
+    return points
+
+
+def wandb_overrides(cfg: DictConfig, comparison: DictConfig, stage: str, arm: str) -> list[str]:
+    """With a W&B logger: the comparison as group, the stage as job type, arm and stage as tags."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return []
+    return [
+        f"logger.wandb.group={comparison.name}",
+        f"logger.wandb.job_type={stage}",
+        f"logger.wandb.extra_tags=[{arm},{stage},{comparison.name}]",
+    ]
+
+
+def base_overrides(cmp_cfg: DictConfig, arm: list[str], split: str) -> list[str]:
+    """Shared base, the arm, then the split overrides last so no arm can point at another split."""
+    comparison = cmp_cfg.comparison
+    return [
+        *comparison.base,
+        *arm,
+        *comparison.splits.fit,
+        *comparison.splits[split],
+        *cmp_cfg.get("job_overrides", []),
+    ]
+
+
+def check_tune_splits(cfg: DictConfig, arm: str) -> None:
+    """Refuse a tune job that could score test items: every eval task must declare
+    `split: validation` (an lm-eval task or a custom one without a split key may read anything),
+    and held-out preference pairs must not come from the test split."""
+    for name, spec in (cfg.eval.get("tasks") or {}).items():
+        if spec is not None and spec.get("split") != "validation":
+            raise ConfigError(
+                f"arm {arm!r}: eval.tasks.{name} has split={spec.get('split')!r}; the tune stage scores "
+                f"validation items only: set its split, or drop it while tuning with "
+                f"comparison.splits.validation: [..., '~eval.tasks.{name}']"
+            )
+    for part in ("train", "heldout"):
+        node = (cfg.get("data") or {}).get(part)
+        if isinstance(node, DictConfig) and node.get("split") == "test":
+            raise ConfigError(f"arm {arm!r}: data.{part}.split=test while tuning; use fit / validation")
+
+
+def plan_stage(
+    cmp_cfg: DictConfig,
+    configs: TrainConfigs,
+    stage: str,
+    best: dict[str, dict] | None = None,
+    hashes: bool = True,
+) -> list[Job]:
+    """Every job of `stage`: tune = trials per arm on validation, confirm = seeds per arm on test.
+
+    `hashes=False` skips composing every job for its config hash (a quick check of a preset).
+    """
+    comparison = cmp_cfg.comparison
+    split = "validation" if stage == "tune" else "test"
+    jobs = []
+    for arm, overrides in arm_overrides(comparison).items():
+        shared = base_overrides(cmp_cfg, overrides, split)
+        arm_cfg = configs.compose(shared)
+        if stage == "tune":
+            check_tune_splits(arm_cfg, arm)
+        shared += [f"trainer.max_steps={budget_steps(comparison, arm_cfg, arm)}", f"name={comparison.name}"]
+        shared += wandb_overrides(arm_cfg, comparison, stage, arm)
+        if stage == "tune":
+            settings = grid(comparison, arm, float(arm_cfg.lr))
+            runs = [(f"trial{i}", s, int(comparison.tune.seed)) for i, s in enumerate(settings)]
+        else:
+            if best is not None and arm not in best:
+                continue  # every trial of this arm failed: nothing to confirm
+            setting = (best or {}).get(arm, {})
+            runs = [(f"seed{seed}", setting, int(seed)) for seed in comparison.confirm.seeds]
+        for key, setting, seed in runs:
+            knobs = [f"{k}={format_value(v)}" for k, v in setting.items()]
+            job_overrides = [*shared, *knobs, f"seed={seed}", f"hydra.sweep.subdir={arm}/{key}"]
+            jobs.append(Job(stage, arm, key, job_overrides, dict(setting), seed))
+    for job in jobs if hashes else []:
+        job.config_sha256 = config_sha256(configs.compose(job.overrides))
+    return jobs
+
+
+def completed_runs(out_dir: Path) -> dict[str, str]:
+    """`{config_sha256: run dir}` of every completed run under the comparison folder."""
+    found: dict[str, str] = {}
+    for path in sorted(out_dir.rglob("metrics.json")):
+        try:
+            metrics = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # a run still writing, or killed mid-write: not complete
+        digest = (metrics.get("provenance") or {}).get("config_sha256")
+        if metrics.get("status") == "completed" and digest:
+            found.setdefault(digest, str(path.parent.relative_to(out_dir)))
+    return found
+
+
+def move_aside(path: Path) -> None:
+    """Keep a failed or stale run's folder as `<name>.old<N>` so its rerun starts clean."""
+    if not path.exists():
+        return
+    n = 1
+    while path.with_name(f"{path.name}.old{n}").exists():
+        n += 1
+    path.rename(path.with_name(f"{path.name}.old{n}"))
+
+
+def launch(jobs: list[Job], sweep_dir: Path, launcher: str | None, root: Path) -> int:
+    """Run `jobs` as one `train.py -m` over the job-list sweeper; returns its exit code."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    jobs_file = sweep_dir / "jobs.json"
+    jobs_file.write_text(json.dumps([j.overrides for j in jobs], indent=1) + "\n")
+    command = [
+        sys.executable,
+        str(root / "train.py"),
+        "-m",
+        "hydra/sweeper=job_list",
+        f"hydra.sweeper.jobs_file={jobs_file}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *([f"hydra/launcher={launcher}"] if launcher else []),
+    ]
+    print(f"[compare] {sweep_dir.name}: running {len(jobs)} jobs: {' '.join(command[1:])}", flush=True)
+    env = {**os.environ, "TUNELAB_ROOT": str(root)}
+    return subprocess.run(command, env=env, cwd=root).returncode
+
+
+def run_stage(
+    jobs: list[Job], out_dir: Path, force: bool, launcher: str | None, root: Path, stage: str = ""
+) -> list[Job]:
+    """Reuse completed runs with the same config hash (unless `force`), run the rest, record all."""
+    stage_dir = out_dir / (stage or (jobs[0].stage if jobs else "empty"))
+    cache = {} if force else completed_runs(out_dir)
+    todo = []
+    for job in jobs:
+        job.run_dir = cache.get(job.config_sha256, "")
+        job.reused = bool(job.run_dir)
+        if not job.reused:
+            job.run_dir = str((stage_dir / job.subdir).relative_to(out_dir))
+            move_aside(out_dir / job.run_dir)
+            todo.append(job)
+    print(f"[compare] {stage_dir.name}: {len(jobs) - len(todo)} of {len(jobs)} jobs reused from the cache")
+    if todo:
+        launch(todo, stage_dir, launcher, root)
+    for job in jobs:
+        metrics_file = out_dir / job.run_dir / "metrics.json"
+        job.status = (
+            json.loads(metrics_file.read_text()).get("status", "?") if metrics_file.exists() else "missing"
+        )
+    write_manifest(jobs, stage_dir)
+    return jobs
+
+
+def write_manifest(jobs: list[Job], stage_dir: Path) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "manifest.json").write_text(json.dumps([asdict(j) for j in jobs], indent=1) + "\n")
+
+
+def read_manifest(stage_dir: Path) -> list[Job]:
+    path = stage_dir / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run the {stage_dir.name} stage first")
+    return [Job(**record) for record in json.loads(path.read_text())]
+
+
+def job_metrics(out_dir: Path, job: Job) -> dict[str, Any]:
+    path = out_dir / job.run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def best_settings(jobs: list[Job], out_dir: Path, metric: str, better: str) -> dict[str, dict]:
+    """Each arm's best completed trial on the validation metric (ties: the earlier trial)."""
+    sign = 1.0 if better == "higher" else -1.0
+    best: dict[str, tuple[float, Job]] = {}
+    for job in jobs:
+        value = job_metrics(out_dir, job).get(metric) if job.status == "completed" else None
+        if not isinstance(value, (int, float)):
+            continue
+        if job.arm not in best or sign * value > sign * best[job.arm][0]:
+            best[job.arm] = (float(value), job)
+    return {arm: {"setting": j.setting, "score": v, "trial": j.key} for arm, (v, j) in best.items()}
