@@ -24,6 +24,7 @@ class Verb:
 VERBS: dict[str, Verb] = {
     "train": Verb("tunelab.apps.train", "train one experiment, or a sweep with -m (= python train.py)"),
     "eval": Verb("tunelab.apps.eval", "evaluate a base model or a finished run (= python eval.py)"),
+    "compare": Verb("tunelab.apps.compare", "tune, confirm over seeds, report (= compare.py)"),
     "table": Verb("tunelab.apps.table", "tables (md, tex, csv) and plots of a results folder"),
     "export": Verb("tunelab.apps.export", "merge a run's adapter into a standalone HF model"),
     "pipeline": Verb("tunelab.apps.pipeline", "run a multi-stage pipeline (conf/pipeline/)"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from tunelab.core.config import PACKAGE_CONF
 from tunelab.results.comparison import (
     TrainConfigs,
     best_settings,
@@ -44,7 +45,7 @@ def run_comparison(cfg: DictConfig, root: Path) -> int:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.yaml").write_text(OmegaConf.to_yaml(cfg.comparison, resolve=True))
-    configs = TrainConfigs(root / "conf")
+    configs = TrainConfigs(PACKAGE_CONF)
     jobs = []
     if "tune" in cfg.stages:
         jobs += tune_stage(cfg, configs, out_dir, root)

@@ -223,13 +223,16 @@ def move_aside(path: Path) -> None:
 
 
 def launch(jobs: list[Job], sweep_dir: Path, launcher: str | None, root: Path) -> int:
-    """Run `jobs` as one `train.py -m` over the job-list sweeper; returns its exit code."""
+    """Run `jobs` as one `tunelab train -m` over the job-list sweeper; returns its exit code.
+    Results land under `root` (the project root: TUNELAB_ROOT, or the current directory)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     jobs_file = sweep_dir / "jobs.json"
     jobs_file.write_text(json.dumps([j.overrides for j in jobs], indent=1) + "\n")
-    command = [
+    command = [  # `python -m tunelab train`: the same app as train.py, with or without a checkout
         sys.executable,
-        str(root / "train.py"),
+        "-m",
+        "tunelab",
+        "train",
         "-m",
         "hydra/sweeper=job_list",
         f"hydra.sweeper.jobs_file={jobs_file}",
