@@ -22,11 +22,18 @@ from tunelab.core.config import ConfigError
 
 
 class PeftAdapter(Adapter):
-    """Wrap the base model with `peft.get_peft_model(model, peft_config)`."""
+    """Wrap the base model with `peft.get_peft_model(model, peft_config)`.
 
-    def __init__(self, name: str, peft_config: PeftConfig, lr: float) -> None:
+    `unmergeable`: the yaml's own statement of why this tuner cannot fold into the weights (LiLy's
+    shared projections, a bias adapter on a bias-free base); `merge` then refuses with it.
+    """
+
+    def __init__(
+        self, name: str, peft_config: PeftConfig, lr: float, unmergeable: str | None = None
+    ) -> None:
         super().__init__(name, lr)
         self.peft_config = peft_config
+        self.unmergeable = unmergeable
 
     def prepare_base(self, model: nn.Module) -> nn.Module:
         """What happens to the base before peft wraps it (QLoRA quantizes it); identity here."""
@@ -46,6 +53,12 @@ class PeftAdapter(Adapter):
         return PeftModel.from_pretrained(self.prepare_base(base), artifact)
 
     def merge(self, model: nn.Module) -> PreTrainedModel:
+        if self.unmergeable:
+            raise ExportError(
+                f"adapter={self.name} cannot be merged into a standalone model: {self.unmergeable}. "
+                "Use the adapter directory with peft.PeftModel.from_pretrained("
+                "AutoModelForCausalLM.from_pretrained(base), adapter_dir)"
+            )
         return model.merge_and_unload()
 
 
