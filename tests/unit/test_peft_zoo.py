@@ -122,3 +122,72 @@ def test_save_reload_and_export(name, tmp_path):
     fresh.export(base, artifact).save_pretrained(tmp_path / "export")
     standalone = AutoModelForCausalLM.from_pretrained(tmp_path / "export")
     torch.testing.assert_close(logits(standalone, f.batch), expected, atol=1e-4, rtol=1e-3)
+
+
+# ---------- method-specific checks ----------
+
+
+def test_adalora_cuts_the_rank_budget_to_target_r_on_average():
+    """After its schedule, the non-zero singular values left are target_r per targeted layer
+    (the paper's final budget), counted by hand from the lora_E vectors."""
+    f = fit("adalora")
+    config = f.cfg.adapter.peft_config
+    singular = [p for n, p in f.model.named_parameters() if "lora_E" in n]
+    assert len(singular) == 4 * 7  # tiny base: 4 blocks x 7 linear layers
+    kept = sum(int((e != 0).sum()) for e in singular)
+    assert sum(e.numel() for e in singular) == config.init_r * len(singular)
+    assert kept == config.target_r * len(singular)
+
+
+def test_adalora_orthogonality_term_equals_peft_labels_loss_term(tiny_model_dir):
+    """The callback's regulariser is the one peft adds to a `labels=` loss: (loss with labels)
+    - (cross-entropy alone) = orth_reg_weight * penalty."""
+    from tunelab.adapters.adalora import orthogonality_penalty
+
+    cfg = compose_adapter("adalora", *OVERRIDES)
+    model = build_adapter(cfg.adapter).apply(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    torch.manual_seed(0)
+    for n, p in model.named_parameters():  # move A and B off their initialisation
+        if "lora_A" in n or "lora_B" in n:
+            p.data += 0.1 * torch.randn_like(p)
+    ids = torch.tensor([[5, 40, 41, 42, 43, 2]])
+    with torch.no_grad():
+        with_labels = model(input_ids=ids, labels=ids).loss
+        plain = model(input_ids=ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None]).mean().neg()
+        penalty = orthogonality_penalty(model)
+    torch.testing.assert_close(with_labels - plain, cfg.adapter.peft_config.orth_reg_weight * penalty)
+
+
+def test_adalora_refuses_a_schedule_with_no_budgeting_steps():
+    cfg = compose_adapter("adalora", "trainer.max_steps=4", "adapter.warmup_fraction=0.8")
+    with pytest.raises(ConfigError, match=r"adapter\.warmup_fraction=0\.8 .* no steps to reallocate"):
+        build_adapter(cfg.adapter)
+
+
+def test_loftq_initial_error_is_the_best_rank_r_fit(tiny_model_dir):
+    """Eckart-Young, per layer: after LoftQ's start, ||W - (dequant(Q) + s·B·A)||² equals
+    ||W - dequant(Q)||² minus the top-r squared singular values of that residual (torch's svdvals),
+    where QLoRA's zero-B start leaves all of it."""
+    import bitsandbytes.functional as F
+
+    skip_if_no_bnb("qlora")
+    originals = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
+    cfg = compose_adapter("loftq", *OVERRIDES)
+    model = build_adapter(cfg.adapter).apply(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    layers = [(n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    assert len(layers) == 4 * 7
+    for name, layer in layers:
+        base = layer.get_base_layer()
+        dequantized = F.dequantize_4bit(base.weight.data, base.weight.quant_state).float()
+        residual = originals[name.removeprefix("base_model.model.") + ".weight"] - dequantized
+        update = layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
+        sigma = torch.linalg.svdvals(residual)
+        best = residual.square().sum() - sigma[: layer.r["default"]].square().sum()
+        torch.testing.assert_close((residual - update).square().sum(), best, rtol=1e-3, atol=1e-6)
+        assert best < 0.99 * residual.square().sum()
+
+
+def test_loftq_refuses_an_8bit_base():
+    cfg = compose_adapter("loftq", "adapter.quantization.bits=8")
+    with pytest.raises(ConfigError, match=r"adapter=loftq with adapter\.quantization\.bits=8"):
+        build_adapter(cfg.adapter)

@@ -76,7 +76,9 @@ class AdaLoraSchedule(Callback):
         if pending is not None:  # a resumed run: the importance averages and the pattern so far
             allocator = self._model.rankallocator
             allocator.ipt, allocator.exp_avg_ipt, allocator.exp_avg_unc = (
-                pending["ipt"], pending["exp_avg_ipt"], pending["exp_avg_unc"]
+                pending["ipt"],
+                pending["exp_avg_ipt"],
+                pending["exp_avg_unc"],
             )
             config = self._model.peft_config[self._model.trainable_adapter_name]
             config.rank_pattern = pending["rank_pattern"]

@@ -33,7 +33,8 @@ class LoftqAdapter(QuantizedLoraAdapter):
 
     def apply(self, model: nn.Module) -> nn.Module:
         # The float weights are needed once, to measure each layer's quantization error.
-        originals = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+        linears = (item for item in model.named_modules() if isinstance(item[1], nn.Linear))
+        originals = {name: module.weight.detach().clone() for name, module in linears}
         peft_model = super().apply(model)
         initialised = 0
         for name, module in peft_model.named_modules():

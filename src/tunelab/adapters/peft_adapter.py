@@ -28,9 +28,7 @@ class PeftAdapter(Adapter):
     shared projections, a bias adapter on a bias-free base); `merge` then refuses with it.
     """
 
-    def __init__(
-        self, name: str, peft_config: PeftConfig, lr: float, unmergeable: str | None = None
-    ) -> None:
+    def __init__(self, name: str, peft_config: PeftConfig, lr: float, unmergeable: str | None = None) -> None:
         super().__init__(name, lr)
         self.peft_config = peft_config
         self.unmergeable = unmergeable
