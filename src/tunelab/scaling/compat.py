@@ -106,6 +106,17 @@ def quantized_base_needs_peft(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
+def quantized_base_supported(cfg: DictConfig, m: Machine) -> str | None:
+    """A peft tuner whose yaml states why it cannot run on a bitsandbytes base (`unquantizable`)."""
+    reason = cfg.adapter.get("unquantizable")
+    if reason and (cfg.get("quantization") is not None or cfg.adapter.get("quantization") is not None):
+        return (
+            f"quantization with adapter={cfg.adapter.name}: {reason}; use a float base (drop "
+            "quantization) or an adapter that trains on one (adapter=lora/dora/vera/...)"
+        )
+    return None
+
+
 def one_quantization(cfg: DictConfig, m: Machine) -> str | None:
     """adapter=qlora brings its own quantization: a different top-level one would be ignored."""
     q, aq = cfg.get("quantization"), cfg.adapter.get("quantization")
@@ -166,7 +177,8 @@ def galore_unsharded(cfg: DictConfig, m: Machine) -> str | None:
     """GaLore projects whole weight matrices' gradients: a shard has the wrong shape."""
     target = str(cfg.optimizer.optimizer._target_)
     kind = sharded(cfg)
-    if target.startswith("galore_torch.") and kind:
+    # galore_torch's optimizers and tunelab's portable 8-bit subclass of one (adapter=galore8bit).
+    if "galore" in target.lower() and kind:
         return (
             f"optimizer.optimizer._target_={target} with trainer.strategy={kind}: GaLore needs "
             "whole weight matrices; use strategy=single or strategy=ddp"
@@ -212,6 +224,7 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     precision_needs_cuda,
     bf16_needs_support,
     quantized_base_needs_peft,
+    quantized_base_supported,
     one_quantization,
     strategy_packages,
     devices_available,
