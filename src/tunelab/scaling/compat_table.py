@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tunelab.adapters.base import build_adapter
-from tunelab.core.config import project_root
+from tunelab.core.config import ConfigError, project_root
 from tunelab.scaling.compat import Machine, problems
 
 # The machine the rules are asked about: CUDA with bf16, several devices, optional packages present,
@@ -36,7 +37,13 @@ def adapter_names(conf_dir: Path) -> list[str]:
 
 def merge_cell(cfg: DictConfig) -> str | None:
     """None when export merges; else why it refuses."""
-    return build_adapter(cfg.adapter).merge_refusal()
+    try:
+        adapter = build_adapter(cfg.adapter)
+    except ConfigError:
+        # Options that need run-specific inputs to build (X-LoRA's experts): the refusal is a fact
+        # of the class, which these adapters state without instance data.
+        adapter = object.__new__(get_class(cfg.adapter._target_))
+    return adapter.merge_refusal()
 
 
 def rule_cell(cfg: DictConfig) -> str | None:
