@@ -2,7 +2,7 @@
 
     python scripts/combine_adapters.py arithmetic=<run dir> reverse=<run dir> repeat=<run dir> \
         [--combination cat,linear] [--weights 1,1,1] [--limit 200] [--out DIR] \
-        [--arrow TOP_K] [--xlora XLORA_RUN_DIR] [--multitask MULTITASK_RUN_DIR]
+        [--arrow TOP_K] [--xlora XLORA_RUN_DIR] [--multitask MULTITASK_RUN_DIR] [--moa base|ADAPTER]
 
 Each NAME=RUN_DIR is a finished LoRA run trained on the tiny-world task NAME (e.g.
 `python train.py data.train.task=reverse`); all must share one base model. Writes results.json
@@ -24,6 +24,7 @@ from hydra.utils import instantiate  # noqa: E402
 from peft import PeftModel  # noqa: E402
 
 from tunelab.adapters.base import build_adapter  # noqa: E402
+from tunelab.workflows.moa import moa_scores  # noqa: E402
 from tunelab.core.config import ConfigError  # noqa: E402
 from tunelab.core.job import run_config  # noqa: E402
 from tunelab.workflows.multi_adapter import (  # noqa: E402
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrow", type=int, metavar="TOP_K", help="add Arrow routing over the adapters")
     parser.add_argument("--xlora", type=Path, metavar="RUN_DIR", help="add a finished adapter=xlora run")
     parser.add_argument("--multitask", type=Path, metavar="RUN_DIR", help="add a multi-task LoRA run")
+    parser.add_argument(
+        "--moa",
+        metavar="AGGREGATOR",
+        help="add a mixture-of-agents row: every adapter proposes, "
+        "AGGREGATOR (an adapter name, or 'base') picks the answer it finds most likely",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "multi_adapter")
     args = parser.parse_args(argv)
     try:
@@ -92,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     names = list(adapters)
     results = compare(model, loaded.tokenizer, names, args.combination.split(","), weights, args.limit)
     add_rows(results, extra_models(args, adapters, model_cfg), loaded.tokenizer, names, args.limit)
+    if args.moa:
+        aggregator = None if args.moa == "base" else args.moa
+        moa, ceiling = moa_scores(model, loaded.tokenizer, names, names, aggregator, args.limit)
+        results[f"MoA ({len(names)} proposers -> {args.moa})"] = moa
+        results["any proposer right (MoA ceiling)"] = ceiling
     meta = {"adapters": {k: str(v) for k, v in adapters.items()}, "weights": weights or [1.0] * len(names)}
     write_results(args.out, results, names, meta)
     print(to_markdown(results, names))
