@@ -24,9 +24,9 @@ from hydra.utils import instantiate  # noqa: E402
 from peft import PeftModel  # noqa: E402
 
 from tunelab.adapters.base import build_adapter  # noqa: E402
-from tunelab.workflows.moa import moa_scores  # noqa: E402
 from tunelab.core.config import ConfigError  # noqa: E402
 from tunelab.core.job import run_config  # noqa: E402
+from tunelab.workflows.moa import moa_scores  # noqa: E402
 from tunelab.workflows.multi_adapter import (  # noqa: E402
     add_rows,
     arrow_model,
