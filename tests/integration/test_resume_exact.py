@@ -38,6 +38,9 @@ CASES = {
     "qlora": (["adapter=qlora"], 7),
     "galore": (["adapter=galore", "adapter.update_proj_gap=3"], 7),  # a projection refresh at 6
     "lisa": (["adapter=lisa", "adapter.interval=3"], 7),  # the sampled blocks of the period restored
+    # rank budget reallocated every step from 1 to 9 (tinit 1, tfinal 2 of 12): the allocator's
+    # importance averages live in the adapter's callback state and must come back
+    "adalora": (["adapter=adalora", "adapter.warmup_fraction=0.1", "adapter.final_fraction=0.2"], 7),
     "dpo": (PREFERENCE, 6),
 }
 

@@ -62,3 +62,35 @@ def test_compare_scores_every_variant_on_every_task(tmp_path, tiny_model_dir):
     assert all(0.0 <= v <= 1.0 for scores in results.values() for v in scores.values())
     table = to_markdown(results, tasks)
     assert table.count("\n| ") == 5 and "| mean |" in table
+
+
+@torch.no_grad()
+def test_arrow_routing_over_one_expert_is_that_expert(tmp_path, tiny_model_dir):
+    """Arrow mixes the top-k experts by a softmax of their alignments: with one expert the weight
+    is 1 and the model is that LoRA exactly."""
+    from tunelab.workflows.multi_adapter import arrow_model
+
+    one = make_adapter(tiny_model_dir, tmp_path / "a", seed=1)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    routed = arrow_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), {"arithmetic": tmp_path / "a"})
+    torch.testing.assert_close(routed(ids).logits, one(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_arrow_top1_over_two_experts_differs_from_each_and_from_their_sum(tmp_path, tiny_model_dir):
+    """Per token one expert: the output is neither expert alone everywhere nor the merged sum."""
+    from tunelab.workflows.multi_adapter import add_rows, arrow_model
+
+    one = make_adapter(tiny_model_dir, tmp_path / "a", seed=1)
+    two = make_adapter(tiny_model_dir, tmp_path / "b", seed=2)
+    paths = {"arithmetic": tmp_path / "a", "reverse": tmp_path / "b"}
+    routed = arrow_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), paths, top_k=1)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+    out = routed(ids).logits
+    both = load_adapters(AutoModelForCausalLM.from_pretrained(tiny_model_dir), paths)
+    both.set_adapter(add_merge(both, list(paths), [1.0, 1.0], "cat"))
+    for other in (one(ids).logits, two(ids).logits, both(ids).logits):
+        assert (out - other).abs().max() > 1e-4
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    rows = add_rows({}, {"arrow": routed}, tokenizer, ["arithmetic"], limit=4, batch_size=4)
+    assert set(rows) == {"arrow"} and 0.0 <= rows["arrow"]["arithmetic"] <= 1.0

@@ -45,6 +45,10 @@ class Adapter:
         """A plain HF model computing what `model` (from `load`) computes; ExportError if impossible."""
         raise ExportError(f"adapter={self.name} has no merge into a standalone model")
 
+    def merge_refusal(self) -> str | None:
+        """Why `merge` raises ExportError, or None where it merges (read by the adapter table)."""
+        return None if type(self).merge is not Adapter.merge else "no merge into a standalone model"
+
     def export(self, base: PreTrainedModel, artifact: Path) -> PreTrainedModel:
         """The standalone model `tunelab export` writes: `merge(load(base, artifact))`."""
         return self.merge(self.load(base, artifact))

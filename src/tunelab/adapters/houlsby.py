@@ -103,9 +103,11 @@ class HoulsbyAdapter(Adapter):
             raise ValueError(f"{artifact / WEIGHTS}: unexpected keys {missing.unexpected_keys[:3]}")
         return model.eval()
 
+    def merge_refusal(self) -> str | None:
+        return "its bottleneck adapters are nonlinear, so no weight of the base can absorb them"
+
     def merge(self, model: nn.Module) -> PreTrainedModel:
         raise ExportError(
-            f"adapter={self.name} cannot be merged into a standalone model: its bottleneck "
-            "adapters are nonlinear, so no weight of the base can absorb them. Load the adapter "
-            "directory onto the base with tunelab.adapters.houlsby.HoulsbyAdapter.load"
+            f"adapter={self.name} cannot be merged into a standalone model: {self.merge_refusal()}. "
+            "Load the adapter directory onto the base with tunelab.adapters.houlsby.HoulsbyAdapter.load"
         )

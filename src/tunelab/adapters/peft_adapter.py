@@ -22,11 +22,25 @@ from tunelab.core.config import ConfigError
 
 
 class PeftAdapter(Adapter):
-    """Wrap the base model with `peft.get_peft_model(model, peft_config)`."""
+    """Wrap the base model with `peft.get_peft_model(model, peft_config)`.
 
-    def __init__(self, name: str, peft_config: PeftConfig, lr: float) -> None:
+    `unmergeable`: the yaml's own statement of why this tuner cannot fold into the weights (LiLy's
+    shared projections, a bias adapter on a bias-free base); `merge` then refuses with it.
+    `unquantizable`: likewise, why it cannot train on a bitsandbytes base (compat refuses the run).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        peft_config: PeftConfig,
+        lr: float,
+        unmergeable: str | None = None,
+        unquantizable: str | None = None,
+    ) -> None:
         super().__init__(name, lr)
         self.peft_config = peft_config
+        self.unmergeable = unmergeable
+        self.unquantizable = unquantizable  # compat.quantized_base_supported reads it from the yaml
 
     def prepare_base(self, model: nn.Module) -> nn.Module:
         """What happens to the base before peft wraps it (QLoRA quantizes it); identity here."""
@@ -45,7 +59,17 @@ class PeftAdapter(Adapter):
     def load(self, base: PreTrainedModel, artifact: Path) -> nn.Module:
         return PeftModel.from_pretrained(self.prepare_base(base), artifact)
 
+    def merge_refusal(self) -> str | None:
+        return self.unmergeable
+
     def merge(self, model: nn.Module) -> PreTrainedModel:
+        refusal = self.merge_refusal()
+        if refusal:
+            raise ExportError(
+                f"adapter={self.name} cannot be merged into a standalone model: {refusal}. "
+                "Use the adapter directory with peft.PeftModel.from_pretrained("
+                "AutoModelForCausalLM.from_pretrained(base), adapter_dir)"
+            )
         return model.merge_and_unload()
 
 
@@ -120,9 +144,5 @@ class PromptLearningAdapter(PeftAdapter):
                 "tokens and target no modules; drop the target_modules override"
             )
 
-    def merge(self, model: nn.Module) -> PreTrainedModel:
-        raise ExportError(
-            f"adapter={self.name} cannot be merged into a standalone model: its trained virtual "
-            "tokens are an extra input, not a weight change. Use the adapter directory with "
-            "peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter_dir)"
-        )
+    def merge_refusal(self) -> str | None:
+        return "its trained virtual tokens are an extra input, not a weight change"

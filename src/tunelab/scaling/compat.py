@@ -98,6 +98,17 @@ def quantized_base_needs_peft(cfg: DictConfig, m: Machine) -> str | None:
     return None
 
 
+def quantized_base_supported(cfg: DictConfig, m: Machine) -> str | None:
+    """A peft tuner whose yaml states why it cannot run on a bitsandbytes base (`unquantizable`)."""
+    reason = cfg.adapter.get("unquantizable")
+    if reason and (cfg.get("quantization") is not None or cfg.adapter.get("quantization") is not None):
+        return (
+            f"quantization with adapter={cfg.adapter.name}: {reason}; use a float base (drop "
+            "quantization) or an adapter that trains on one (adapter=lora/dora/vera/...)"
+        )
+    return None
+
+
 def one_quantization(cfg: DictConfig, m: Machine) -> str | None:
     """adapter=qlora brings its own quantization: a different top-level one would be ignored."""
     q, aq = cfg.get("quantization"), cfg.adapter.get("quantization")
@@ -198,6 +209,7 @@ RULES: list[Callable[[DictConfig, Machine], str | None]] = [
     precision_needs_cuda,
     bf16_needs_support,
     quantized_base_needs_peft,
+    quantized_base_supported,
     one_quantization,
     strategy_packages,
     devices_available,

@@ -5,7 +5,9 @@ Every adapter is a LoRA trained on one tiny-world task by an ordinary run. peft 
 builds a merged adapter (combination `cat`: the exact weighted sum of the updates, sum_i w_i B_i A_i;
 `linear`: a rank-r average of A's and B's, which adds cross terms; `svd`, `ties`, ... as peft
 offers), and `set_adapter` picks one per task at inference ("routed": each task answered by the
-adapter trained on it). Every variant is scored on every task with the exact-match eval.
+adapter trained on it). Learned or training-free routers over the same experts are extra rows
+(`add_rows`): Arrow's per-token routing (`arrow_model`), an X-LoRA run (adapter=xlora), and a
+single multi-task LoRA for reference. Every variant is scored on every task with the exact-match eval.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from peft import PeftModel
+from peft import ArrowConfig, PeftModel, create_arrow_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError
@@ -82,6 +84,29 @@ def compare(
         results[merged] = score(model, tokenizer, task_names, limit, batch_size)
     # Switching is exact, so routing scores each task with the adapter named after it.
     results[ROUTED] = {t: results[t][t] if t in results else float("nan") for t in task_names}
+    return results
+
+
+def arrow_model(base: PreTrainedModel, adapters: dict[str, Path], top_k: int = 1) -> PeftModel:
+    """Arrow routing (Ostapenko et al., 2024, arXiv:2405.11157) over the task LoRAs: per token, the
+    `top_k` experts whose prototype (the top right-singular vector of each expert's B·A) best
+    aligns with the hidden state, mixed by a softmax of those alignments. Training-free: peft's
+    `create_arrow_model` builds the prototypes from the adapters alone."""
+    config = ArrowConfig(top_k=min(top_k, len(adapters)), rng_seed=0)
+    return create_arrow_model(base, [str(p) for p in adapters.values()], config)
+
+
+def add_rows(
+    results: dict[str, dict[str, float]],
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    task_names: list[str],
+    limit: int | None = 200,
+    batch_size: int = 100,
+) -> dict[str, dict[str, float]]:
+    """`results` plus one row per extra model (Arrow, an X-LoRA run, a multi-task LoRA), scored alike."""
+    for label, model in models.items():
+        results[label] = score(model, tokenizer, task_names, limit, batch_size)
     return results
 
 

@@ -15,6 +15,16 @@ def chat_records(task: str, split: str, size: int | None = None, seed: int = 0) 
     return [{"messages": ex.messages()} for ex in tasks.sample(task, split, size, seed)]
 
 
+def multitask_chat_records(
+    names: list[str], split: str, size: int | None = None, seed: int = 0
+) -> list[dict]:
+    """`size` items of each task's split as chat records, shuffled together (the multi-task mix a
+    single multi-task LoRA or a mixture's router trains on)."""
+    records = [r for t in names for r in chat_records(t, split, size, seed)]
+    random.Random(seed).shuffle(records)
+    return records
+
+
 def _chat_text(ex: tasks.Example) -> str:
     return f"{USER}{ex.prompt}{END}{ASSISTANT}{ex.completion}{END}"
 
