@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.models.modes import in_eval_mode
 from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.world import tasks
 
@@ -61,30 +62,28 @@ def generate(
     max_new_tokens: int,
 ) -> list[str]:
     """Greedy completions of `prompts`, batched and left-padded, special tokens stripped."""
-    was_training = model.training
-    model.eval()
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     completions: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(
-                prompts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(device)
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=stop_token_ids(model, tokenizer),  # not one id: see stop_tokens
-            )
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
-            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        with in_eval_mode(model):
+            for start in range(0, len(prompts), batch_size):
+                enc = tokenizer(
+                    prompts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                ).to(device)
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=stop_token_ids(model, tokenizer),  # not one id: see stop_tokens
+                )
+                new_tokens = out[:, enc["input_ids"].shape[1] :]
+                completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
-        model.train(was_training)
     return completions

@@ -29,6 +29,7 @@ from tunelab.data.prompts import prompt_record
 from tunelab.data.sources import DataError
 from tunelab.data.split import positions_of
 from tunelab.evaluation.exact_match import generate
+from tunelab.models.modes import in_eval_mode
 
 Messages = list[dict[str, str]]
 
@@ -108,12 +109,8 @@ class HeldoutTask:
         """`{"nll", "perplexity", "tokens", "accuracy", "n", "samples"}` (no items: `{"n": 0}`)."""
         if not self.items:
             return {"n": 0}
-        was_training = model.training
-        model.eval()
-        try:
+        with in_eval_mode(model):
             total, count = answer_nll(model, tokenizer, self.items, batch_size, self.max_length)
-        finally:
-            model.train(was_training)
         nll = total / max(count, 1)
         out: dict = {"nll": nll, "perplexity": math.exp(nll), "tokens": count, "n": len(self.items)}
         if self.generation:

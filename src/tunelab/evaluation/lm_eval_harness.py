@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError
+from tunelab.models.modes import in_eval_mode
 
 SHIPPED_TASKS = Path(__file__).parent / "lm_eval_tasks"
 
@@ -165,8 +166,7 @@ class LmEvalTasks:
         from lm_eval.models.huggingface import HFLM
 
         size = self.batch_size or batch_size
-        was_training = model.training
-        try:  # HFLM puts the model in eval mode; training resumes in train mode
+        with in_eval_mode(model):  # HFLM puts the model in eval mode; training resumes in train mode
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=size, max_batch_size=size)
             results = simple_evaluate(
                 model=lm,
@@ -183,6 +183,4 @@ class LmEvalTasks:
                 torch_random_seed=None,
                 fewshot_random_seed=self.fewshot_seed,
             )
-        finally:
-            model.train(was_training)
         return {"tasks": flatten_results(results), "samples": sample_records(results.get("samples", {}))}

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.data.sources import DataError, read_records
+from tunelab.models.modes import in_eval_mode
 from tunelab.world import tasks
 
 
@@ -100,11 +101,7 @@ class PerplexityTask:
 
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"perplexity": float, "nll": float, "tokens": int, "n": int}`."""
-        was_training = model.training
-        model.eval()
-        try:
+        with in_eval_mode(model):
             total, count = token_nll(model, tokenizer, self.texts, batch_size, self.max_length)
-        finally:
-            model.train(was_training)
         nll = total / max(count, 1)
         return {"perplexity": math.exp(nll), "nll": nll, "tokens": count, "n": len(self.texts)}

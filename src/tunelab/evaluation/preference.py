@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tunelab.models.modes import in_eval_mode
 from tunelab.objectives.reference import policy_as_reference
 
 
@@ -26,19 +27,15 @@ def evaluate_preferences(objective, model: nn.Module, data, prefix: str, referen
     if objective.needs_reference and reference is None:
         reference = policy_as_reference(model)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     sums: dict[str, float] = {}
     pairs = 0
-    try:
+    with in_eval_mode(model):
         for batch in loader:
             n = batch["input_ids"].shape[0] // 2
             metrics = objective.pair_metrics(model, _to(batch, device), reference)
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * n
             pairs += n
-    finally:
-        model.train(was_training)
     return {f"{prefix}/pref/{name}": total / pairs for name, total in sums.items()} | {
         f"{prefix}/pref/n": pairs
     }

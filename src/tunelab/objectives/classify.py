@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.data.classification import collate_labelled
+from tunelab.models.modes import in_eval_mode
 from tunelab.objectives.base import Objective, ObjectiveOutput
 from tunelab.objectives.reward_model import export_sequence_classifier
 
@@ -90,12 +91,10 @@ class ClassificationAccuracy:
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         if not hasattr(model, HEAD):
             return {}
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
         labels = torch.tensor([r["label"] for r in self.records])
         preds = []
-        try:
+        with in_eval_mode(model):
             for start in range(0, len(self.records), batch_size):
                 chunk = self.records[start : start + batch_size]
                 rows = [
@@ -110,8 +109,6 @@ class ClassificationAccuracy:
                     model, batch["input_ids"].to(device), batch["attention_mask"].to(device)
                 )
                 preds.append(logits.argmax(-1).cpu())
-        finally:
-            model.train(was_training)
         predicted = torch.cat(preds)
         majority = torch.bincount(labels).max().item() / len(labels)
         return {

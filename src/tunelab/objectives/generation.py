@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tunelab.models.modes import in_eval_mode
+
 
 @dataclass
 class GenerationSettings:
@@ -85,27 +87,23 @@ def sample(
     `eos_id` is every token a reply may end on (tunelab.models.stop_tokens.stop_token_ids);
     `disable_adapter` samples from the peft model's base (the frozen reference, as SPIN needs).
     """
-    was_training = model.training
-    model.eval()  # no dropout while sampling
     device = input_ids.device
     _sync(device)
     start = time.perf_counter()
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
-    try:
-        with model.disable_adapter() if disable_adapter else nullcontext():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                max_new_tokens=settings.max_new_tokens,
-                do_sample=settings.do_sample,
-                top_k=None,  # only top_p filters, as configured
-                use_cache=True,
-                pad_token_id=pad_id,
-                eos_token_id=list(eos_id) if isinstance(eos_id, (list, tuple)) else eos_id,
-                **sampling,
-            )
-    finally:
-        model.train(was_training)
+    adapter_off = model.disable_adapter() if disable_adapter else nullcontext()
+    with in_eval_mode(model), adapter_off:  # no dropout while sampling
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            top_k=None,  # only top_p filters, as configured
+            use_cache=True,
+            pad_token_id=pad_id,
+            eos_token_id=list(eos_id) if isinstance(eos_id, (list, tuple)) else eos_id,
+            **sampling,
+        )
     _sync(device)
     seconds = time.perf_counter() - start
     width = input_ids.shape[1]

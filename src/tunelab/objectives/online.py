@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.core.constants import IGNORE_INDEX
+from tunelab.models.modes import in_eval_mode
 from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.objectives.base import Objective, shifted_token_logprobs
 from tunelab.objectives.generation import GenerationSettings, Rollout, position_ids, sample
@@ -48,14 +49,9 @@ def token_logprobs(
 def reference_logprobs(reference: Any, rollout: Rollout, temperature: float = 1.0) -> Tensor:
     """Token log-probs under the frozen reference (tunelab.objectives.reference.ModelReference), eval mode."""
     model = reference.target
-    was_training = model.training
-    model.eval()
-    try:
-        with model.disable_adapter() if reference.disable_adapter else nullcontext():
-            reference.forwards += 1
-            return token_logprobs(model, rollout, temperature)[0]
-    finally:
-        model.train(was_training)
+    with in_eval_mode(model), model.disable_adapter() if reference.disable_adapter else nullcontext():
+        reference.forwards += 1
+        return token_logprobs(model, rollout, temperature)[0]
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ import torch
 from peft import PeftModel
 from torch import Tensor, nn
 
+from tunelab.models.modes import in_eval_mode
 from tunelab.objectives.preference import model_sequence_logps
 
 
@@ -66,14 +67,10 @@ class ModelReference(nn.Module):
 
     def _forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         model = self.target
-        was_training = model.training
-        model.eval()  # no dropout: the reference is a fixed function
-        try:
-            with model.disable_adapter() if self.disable_adapter else nullcontext():
-                self.forwards += 1
-                return model_sequence_logps(model, batch)
-        finally:
-            model.train(was_training)
+        adapter_off = model.disable_adapter() if self.disable_adapter else nullcontext()
+        with in_eval_mode(model), adapter_off:  # no dropout: the reference is a fixed function
+            self.forwards += 1
+            return model_sequence_logps(model, batch)
 
 
 def row_keys(batch: dict[str, Tensor]) -> list[bytes]:
