@@ -126,3 +126,14 @@ class TuneLabModule(L.LightningModule):
             recent = torch.stack(values[-window:]).float().cpu()
             summary[f"train/{name}"] = recent.mean().item()
         return summary
+
+
+def step_time_metrics(tokens: int, fit_seconds: float, checkpoint_io: Any) -> dict[str, float]:
+    """Tokens/s over the training steps alone: checkpoint writes are timed and reported apart."""
+    checkpoint_seconds = float(getattr(checkpoint_io, "seconds", 0.0))
+    step_seconds = fit_seconds - checkpoint_seconds
+    return {
+        "train_tokens_per_sec": tokens / step_seconds if step_seconds > 0 else 0.0,
+        "train_seconds": step_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
+    }

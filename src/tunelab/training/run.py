@@ -36,7 +36,7 @@ from tunelab.training.callbacks.resume import (
     previous_config_diff,
 )
 from tunelab.training.loggers import finish_wandb
-from tunelab.training.module import TuneLabModule
+from tunelab.training.module import TuneLabModule, step_time_metrics
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -182,7 +182,7 @@ def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> di
         "trainable_percent": 100.0 * trainable / total,
         "train_steps": trainer.global_step,
         "train_tokens": tokens,
-        "train_tokens_per_sec": tokens / module.fit_seconds if module.fit_seconds else 0.0,
+        **step_time_metrics(tokens, module.fit_seconds, trainer.strategy.checkpoint_io),
         **data.report(),  # examples, truncated examples/tokens, data/removed/<filter>, replay
         "zero_token_batches": sum(
             c.zero_token_batches for c in trainer.callbacks if isinstance(c, TrainingGuards)
