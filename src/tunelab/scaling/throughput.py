@@ -1,0 +1,123 @@
+"""Throughput arithmetic for the benchmarks: tokens counted, training FLOPs, utilisation, ratios.
+
+Conventions (docs/performance.md says why):
+
+- Throughput counts non-padding tokens; the loss counts supervised tokens (next token labelled).
+- A matmul of an (m, k) by a (k, n) matrix is 2·m·k·n FLOPs.
+- Training FLOPs of a dense layer with N weights, per token: forward 2N, input gradient 2N, weight
+  gradient 2N. Full fine-tuning: 6N. A frozen weight (LoRA's base) has no weight gradient: 4N.
+  LoRA's own matrices train: 6 per adapter weight.
+- The LM head (d x vocab) is counted at the positions the loss needs (the supervised tokens),
+  whichever positions an implementation computes it at: an arm that computes more does not get
+  credit for it.
+- Causal attention, per layer and sequence of n tokens with attention width A (heads x head dim):
+  the QK^T and AV products are 2·n²·A FLOPs each over the lower triangle, 2·n²·A forward in
+  all; backward twice that: 6·n²·A a layer for training, frozen weights or not.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP count needs from a model: matmul weights of the body and head, attention size."""
+
+    body_weights: int  # weights of every matmul except the LM head (embedding lookups excluded)
+    head_weights: int  # hidden x vocabulary
+    layers: int
+    attention_width: int  # heads x head dim of the queries
+
+
+def model_shape(model: nn.Module) -> ModelShape:
+    """A Hugging Face causal LM's matmul weights (adapter layers excluded) and attention size."""
+    head = model.get_output_embeddings()
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    body = 0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and module is not head and not _is_adapter(name):
+            body += module.in_features * module.out_features
+    return ModelShape(
+        body_weights=body,
+        head_weights=head.weight.shape[0] * head.weight.shape[1],
+        layers=config.num_hidden_layers,
+        attention_width=config.num_attention_heads * head_dim,
+    )
+
+
+def _is_adapter(name: str) -> bool:
+    """peft's own layers (lora_A/lora_B) are adapter weights; the wrapped `base_layer` is the body."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
+def attention_flops(shape: ModelShape, lengths: Iterable[int]) -> int:
+    """Training FLOPs of causal attention over sequences of these lengths (6·n²·A per layer)."""
+    return sum(6 * n * n * shape.attention_width * shape.layers for n in lengths)
+
+
+def training_flops(
+    shape: ModelShape,
+    tokens: int,
+    supervised_tokens: int,
+    lengths: Iterable[int],
+    full: bool,
+    adapter_weights: int = 0,
+) -> int:
+    """Model FLOPs a training step needs: body, LM head at supervised tokens, attention, adapter.
+
+    `full`: every weight trains (6 per weight and token); otherwise the base is frozen (4) and
+    `adapter_weights` train (6 each, at every token).
+    """
+    per_weight = 6 if full else 4
+    return (
+        per_weight * shape.body_weights * tokens
+        + per_weight * shape.head_weights * supervised_tokens
+        + 6 * adapter_weights * tokens
+        + attention_flops(shape, lengths)
+    )
+
+
+def gemm_flops(m: int, k: int, n: int) -> int:
+    """FLOPs of one (m, k) @ (k, n) matmul."""
+    return 2 * m * k * n
+
+
+def count_tokens(rows: Sequence[dict]) -> tuple[int, int]:
+    """(non-padding tokens, supervised tokens) of tokenized rows with `input_ids` and `labels`.
+
+    A label is supervised when it is not IGNORE_INDEX and is not the row's first token (nothing
+    predicts it).
+    """
+    from tunelab.core.constants import IGNORE_INDEX
+
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    supervised = sum(sum(1 for y in r["labels"][1:] if y != IGNORE_INDEX) for r in rows)
+    return tokens, supervised
+
+
+@dataclass(frozen=True)
+class RatioSummary:
+    """Per-repeat A/B ratios and their median, minimum and maximum."""
+
+    ratios: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.ratios), max(self.ratios)
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> RatioSummary:
+    """A/B per repeat (runs paired by their position: A and B of one repeat ran back to back)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need equally many runs on both sides, got {len(a)} and {len(b)}")
+    return RatioSummary([x / y for x, y in zip(a, b, strict=True)])
