@@ -1,17 +1,24 @@
-"""tunelab against TRL and against a plain PyTorch loop: the same job run two ways, interleaved.
+"""tunelab against TRL and a plain PyTorch loop on any HF causal LM, interleaved, with utilisation.
 
-    OMP_NUM_THREADS=1 python scripts/bench.py --pairs sft,sft_packed,dpo,plain --repeats 3 --steps 100
+    OMP_NUM_THREADS=1 python scripts/bench.py --model /path/to/hf_dir --pairs lora,full,plain_lora \
+        --repeats 3 --steps 15
 
-Each pair names arm A (tunelab) and arm B (TRL's SFTTrainer/DPOTrainer, or a hand-written PyTorch
-loop). Both arms get the same tiny model (the shipped tiny world's Llama, full fine-tuning), the
-same pre-tokenized examples in the same fixed order, the same batch, max length, optimizer
-(AdamW, cosine schedule with 10 warm-up steps, gradient clipping at 1.0) and number of steps.
-Logging and checkpointing are matched: no logger, no checkpoint, no progress bar on either side;
-each side still computes the metrics its loop computes every step.
+Every arm is composed from tunelab's own Hydra config (`conf/train.yaml` + the overrides below)
+and built through the functions a run uses: `build_data`, `instantiate(cfg.model)`,
+`build_adapter_for(cfg).apply`, `instantiate(cfg.objective)`, `TuneLabModule`, `build_trainer`.
+The other side of a pair gets the very same model object (adapter applied), the same tokenized
+rows in the same order (the run's own sampler order) and the same optimizer settings, read from
+the composed config:
 
-Runs go A, B, A, B, ... each in a fresh process (so peak RSS belongs to one run), and the report
-gives per-repeat ratios A/B: non-padding tokens per second (higher is better for A), peak RSS, and
-the loss at steps 1, 10 and 100 of both arms with their largest difference.
+- `trl`: TRL's `SFTTrainer` over those rows (`input_ids` and tunelab's completion-only `labels`).
+- `plain`: a hand-written loop (forward + the objective's loss, backward, clip, step, schedule)
+  over the run's own data loader: what the Lightning loop costs.
+- `tunelab` variants: a lever on or off (LM head at every position, packing).
+
+Arms run in fresh processes in the order A1 B1 C1 ... A2 B2 C2 ... (each distinct arm once per
+repeat), so a drifting machine load hits every arm alike; pairs report per-repeat ratios. Each
+repeat also times GEMMs at the model's shapes (`gemm` arm): the machine's limit, against which
+each arm's model FLOP/s (tunelab.scaling.throughput) is a utilisation fraction.
 """
 
 from __future__ import annotations
@@ -20,450 +27,463 @@ import argparse
 import concurrent.futures as cf
 import json
 import multiprocessing
+import random
 import resource
 import statistics
-import sys
 import tempfile
 import time
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-LR = 3e-4
-WARMUP = 10
 SEED = 0
-PAIRS = {
-    "sft": ("tunelab_sft", "trl_sft"),
-    "sft_packed": ("tunelab_sft_packed", "trl_sft_packed"),
-    "dpo": ("tunelab_dpo", "trl_dpo"),
-    "plain": ("tunelab_sft", "plain_sft"),
-    "packing": ("tunelab_sft_packed", "tunelab_sft"),  # different batches: compare speed, not losses
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of running the job: a runner (key of RUNNERS), an adapter, extra config overrides."""
+
+    runner: str
+    adapter: str
+    overrides: tuple[str, ...] = ()
+
+
+ARMS: dict[str, Arm] = {
+    "tunelab_lora": Arm("tunelab", "lora"),
+    "tunelab_full": Arm("tunelab", "full"),
+    "tunelab_lora_allhead": Arm("tunelab", "lora", ("objective.supervised_head=false",)),
+    "tunelab_lora_packed": Arm("tunelab", "lora", ("data.packing=true",)),
+    "trl_lora": Arm("trl", "lora"),
+    "trl_full": Arm("trl", "full"),
+    "plain_lora": Arm("plain", "lora"),
+    "plain_full": Arm("plain", "full"),
+}
+PAIRS: dict[str, tuple[str, str]] = {
+    "lora": ("tunelab_lora", "trl_lora"),
+    "full": ("tunelab_full", "trl_full"),
+    "plain_lora": ("tunelab_lora", "plain_lora"),
+    "plain_full": ("tunelab_full", "plain_full"),
+    "head": ("tunelab_lora", "tunelab_lora_allhead"),  # the LM head at supervised positions only
+    "packing": ("tunelab_lora_packed", "tunelab_lora"),  # different batches: speed, not losses
 }
 
 
-# ---------------------------------------------------------------- data, shared by every arm
+# ---------------------------------------------------------------- data and config
 
 
-def model_path() -> str:
-    from tunelab.world import asset_path
-
-    return str(asset_path("tiny-llama"))
-
-
-def sft_examples(n: int, max_length: int) -> list[dict]:
-    """`n` tokenized chat examples (tiny-world tasks mixed, so lengths vary), in a fixed order."""
-    import random
-
-    from tunelab.data.sft import SFTDataModule
-    from tunelab.models.load import load_tokenizer
+def write_chats(path: Path, n: int, seed: int) -> None:
+    """`n` multi-turn chats of 1-8 tiny-world turns (arithmetic, reverse, repeat): a length spread."""
     from tunelab.world.records import chat_records
 
-    records = []
-    for task in ("arithmetic", "reverse", "repeat"):
-        records += chat_records(task, "train", n, seed=SEED)
-    random.Random(SEED).shuffle(records)
-    data = SFTDataModule(records[:n], max_length=max_length)
-    data.attach_tokenizer(load_tokenizer(model_path()))
-    return data.train_examples
+    pool = [
+        r["messages"] for t in ("arithmetic", "reverse", "repeat") for r in chat_records(t, "train", n, seed)
+    ]
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for _ in range(n):
+            turns = rng.sample(pool, rng.randint(1, 8))
+            fh.write(json.dumps({"messages": [m for turn in turns for m in turn]}) + "\n")
 
 
-def pair_examples(n: int, max_length: int) -> list[dict]:
-    """`n` tokenized preference pairs {prompt, chosen, rejected} (token ids), in a fixed order."""
-    from tunelab.data.preference import PreferenceDataModule
-    from tunelab.models.load import load_tokenizer
-    from tunelab.world.records import preference_records
+def compose_config(args: argparse.Namespace, arm: Arm, out_dir: Path):
+    """The run config this arm trains with: train.yaml plus the bench's overrides."""
+    from hydra import compose, initialize_config_dir
 
-    data = PreferenceDataModule(
-        preference_records("arithmetic", "train", n, seed=SEED), max_length=max_length
-    )
-    data.attach_tokenizer(load_tokenizer(model_path()))
-    return data.train_examples
+    from tunelab.core.config import register_resolvers
 
-
-def packed_rows(examples: list[dict], max_length: int) -> list[dict]:
-    from tunelab.data.packing import pack_examples
-
-    return pack_examples(examples, max_length)
-
-
-def load_model():
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(SEED)
-    model = AutoModelForCausalLM.from_pretrained(model_path(), dtype=torch.float32)
-    model.train()
-    return model
-
-
-def tokens_of(rows: list[dict], key: str = "input_ids") -> int:
-    return sum(len(r[key]) for r in rows)
-
-
-# ---------------------------------------------------------------- arm A: tunelab
+    register_resolvers()
+    overrides = [
+        f"model={args.model_config}",
+        f"model.name_or_path={args.model}",
+        f"adapter={arm.adapter}",
+        "data=jsonl",
+        f"data.train.path={args.data}",
+        f"data.batch_size={args.batch_size}",
+        f"data.max_length={args.max_length}",
+        f"trainer.max_steps={args.steps}",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",  # TRL: disable_tqdm
+        f"seed={SEED}",
+        *arm.overrides,
+        *args.override,
+    ]
+    if args.profile and arm.runner == "tunelab":  # per-hook totals, written to the arm's directory
+        profiler = "+trainer.profiler."
+        overrides += [f"{profiler}_target_=lightning.pytorch.profilers.SimpleProfiler"]
+        overrides += [f"{profiler}dirpath={out_dir}", f"{profiler}filename=profile"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    cfg.logger = {"csv": cfg.logger.csv}  # a run's default logger, into this arm's directory
+    return cfg
 
 
-class FixedOrderData:
-    """A LightningDataModule over already-made rows, unshuffled (TRL's side reads the same order)."""
+@dataclass
+class Pieces:
+    """What a run builds before the trainer: data, objective, adapter and the adapted model."""
 
-    def __new__(cls, rows: list[dict], collate, batch_size: int):
-        import lightning as L
-        from torch.utils.data import DataLoader
-
-        class _Data(L.LightningDataModule):
-            def train_dataloader(self):
-                return DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate)
-
-        return _Data()
+    cfg: Any
+    data: Any
+    objective: Any
+    adapter: Any
+    model: Any
+    tokenizer: Any
 
 
-def tunelab_fit(objective, data, steps: int) -> dict:
-    """TuneLabModule + Lightning Trainer as tunelab.training.run builds them, minus logger and checkpoints."""
+def build_pieces(cfg) -> Pieces:
+    """As `tunelab.training.run.fit_and_measure` builds them (minus evaluation and pruning)."""
     import lightning as L
-    import torch
-    from transformers import get_cosine_schedule_with_warmup
+    from hydra.utils import instantiate
 
-    from tunelab.training.callbacks.guards import TrainingGuards
-    from tunelab.training.module import TuneLabModule
+    from tunelab.data.base import build_data
+    from tunelab.scaling.model_levers import build_adapter_for
 
-    model = load_model()
-    start = time.perf_counter()  # both arms: from a loaded model to the end of training
-    module = TuneLabModule(
-        model,
-        objective,
-        optimizer=partial(torch.optim.AdamW, lr=LR, betas=(0.9, 0.999), weight_decay=0.0),
-        scheduler=partial(get_cosine_schedule_with_warmup, num_warmup_steps=WARMUP),
-    )
-    trainer = L.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        accelerator="cpu",
-        devices=1,
-        gradient_clip_val=1.0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[TrainingGuards()],  # part of every tunelab run: its cost is the harness's
-    )
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = build_data(cfg.data)
+    objective = instantiate(cfg.objective)
+    adapter = build_adapter_for(cfg)
+    loaded = instantiate(cfg.model)
+    data.attach_tokenizer(loaded.tokenizer)
+    objective.attach_tokenizer(loaded.tokenizer)
+    model = adapter.apply(loaded.model)
+    model.train()
+    return Pieces(cfg, data, objective, adapter, model, loaded.tokenizer)
+
+
+def first_batches(data, steps: int) -> list[dict]:
+    """The batches a run's first `steps` steps train on (its own loader, its own sampler order)."""
+    loader = data.train_dataloader()
+    return [batch for _, batch in zip(range(steps), loader, strict=False)]
+
+
+def step_stats(batches: list[dict]) -> dict[str, Any]:
+    from tunelab.scaling.throughput import batch_stats
+
+    tokens = supervised = 0
+    lengths: list[int] = []
+    for batch in batches:
+        t, s, n = batch_stats(batch)
+        tokens, supervised, lengths = tokens + t, supervised + s, lengths + n
+    return {"tokens": tokens, "supervised_tokens": supervised, "lengths": lengths}
+
+
+def optimizer_settings(cfg) -> dict[str, Any]:
+    """The composed optimizer/schedule/clipping, for the arms that do not go through Lightning."""
+    from omegaconf import OmegaConf
+
+    opt = OmegaConf.to_container(cfg.optimizer.optimizer, resolve=True)
     return {
-        "seconds": seconds,
+        "lr": opt["lr"],
+        "betas": tuple(opt["betas"]),
+        "weight_decay": opt["weight_decay"],
+        "warmup": cfg.optimizer.scheduler.num_warmup_steps,
+        "clip": cfg.trainer.gradient_clip_val,
+    }
+
+
+# ---------------------------------------------------------------- runners
+
+
+def run_tunelab(args: argparse.Namespace, cfg, out_dir: Path) -> dict:
+    """The run's module and trainer (loggers, guards, checkpointing included), timed around fit."""
+    from hydra.utils import instantiate
+
+    from tunelab.training.module import TuneLabModule
+    from tunelab.training.run import build_trainer
+
+    p = build_pieces(cfg)
+    stats = step_stats(first_batches(p.data, args.steps))
+    module = TuneLabModule(
+        p.model,
+        p.objective,
+        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
+        scheduler=instantiate(cfg.optimizer.scheduler),
+        param_groups=p.adapter.param_groups,
+    )
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=list(p.adapter.callbacks()))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=p.data)
+    seconds = time.perf_counter() - start
+    checkpoint_seconds = trainer.strategy.checkpoint_io.seconds  # the final last.ckpt, timed apart
+    out = {
+        "seconds": seconds - checkpoint_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
         "losses": [float(x) for x in module.step_losses],
         "steps": trainer.global_step,
     }
+    if args.profile:
+        out["profile"] = {k: sum(v) for k, v in trainer.profiler.recorded_durations.items()}
+    return out | stats | model_counts(p.model, cfg)
 
 
-def tunelab_sft(args) -> dict:
-    from tunelab.data.collate import pad_batch
-    from tunelab.objectives.causal_lm import CausalLMObjective
+def run_trl(args: argparse.Namespace, cfg, out_dir: Path) -> dict:
+    """TRL's SFTTrainer on the same model object, rows, order and optimizer settings."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-    rows = sft_examples(args.steps * args.batch_size, args.max_length)
-    data = FixedOrderData(rows, partial(pad_batch, pad_id=0), args.batch_size)
-    out = tunelab_fit(CausalLMObjective("sft", chunk_size=args.chunk_size), data, args.steps)
-    return out | {"tokens": tokens_of(rows)}
-
-
-def tunelab_sft_packed(args) -> dict:
-    from tunelab.data.packing import pad_packed
-    from tunelab.objectives.causal_lm import CausalLMObjective
-
-    rows = packed_rows(sft_examples(args.packed_examples, args.max_length), args.pack_length)
-    rows = rows[: args.steps * args.packed_rows]
-    data = FixedOrderData(rows, partial(pad_packed, pad_id=0), args.packed_rows)
-    out = tunelab_fit(CausalLMObjective("sft", chunk_size=args.chunk_size), data, args.steps)
-    return out | {"tokens": tokens_of(rows)}
-
-
-def tunelab_dpo(args) -> dict:
-    from tunelab.data.preference import collate_pairs
-    from tunelab.objectives.dpo import DPOObjective
-
-    pairs = pair_examples(args.steps * args.pair_batch, args.max_length)
-    data = FixedOrderData(
-        pairs, partial(collate_pairs, pad_id=0, max_length=args.max_length), args.pair_batch
+    p = build_pieces(cfg)
+    stats = step_stats(first_batches(p.data, args.steps))
+    order = p.data.train_dataloader().sampler.order(0)
+    rows = [p.data.train_examples[i] for i in order][: args.steps * args.batch_size]
+    dataset = Dataset.from_list(
+        [
+            {"input_ids": r["input_ids"], "labels": r["labels"]}  # tunelab's completion-only labels
+            for r in rows
+        ]
     )
-    out = tunelab_fit(DPOObjective(beta=0.1, precompute_reference=True), data, args.steps)
-    return out | {"tokens": pair_tokens(pairs)}
+    opt = optimizer_settings(cfg)
+    config = SFTConfig(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=opt["lr"],
+        lr_scheduler_type="cosine",
+        warmup_steps=opt["warmup"],
+        weight_decay=opt["weight_decay"],
+        adam_beta1=opt["betas"][0],
+        adam_beta2=opt["betas"][1],
+        adam_epsilon=1e-8,
+        max_grad_norm=opt["clip"],
+        optim="adamw_torch",  # tunelab's AdamW is unfused on CPU
+        bf16=False,  # TRL's default is bf16 autocast; tunelab's precision=fp32 runs float32
+        gradient_checkpointing=False,  # TRL 1.x turns it on by default; tunelab's default is off
+        max_length=args.max_length,
+        logging_steps=cfg.trainer.log_every_n_steps,
+        save_strategy="no",  # tunelab's final checkpoint is timed apart, so none here
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=SEED,
+        dataloader_num_workers=0,
+        train_sampling_strategy="sequential",  # the rows are already in the run's order
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
 
-
-def pair_tokens(pairs: list[dict]) -> int:
-    return sum(2 * len(p["prompt"]) + len(p["chosen"]) + len(p["rejected"]) for p in pairs)
-
-
-# ---------------------------------------------------------------- arm B: TRL
-
-
-def trl_common(args, steps: int, batch_size: int) -> dict:
-    """TrainingArguments matching arm A: same optimizer, schedule, clipping; no logs/checkpoints."""
-    return {
-        "output_dir": tempfile.mkdtemp(prefix="bench-trl-"),
-        "per_device_train_batch_size": batch_size,
-        "max_steps": steps,
-        "learning_rate": LR,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": WARMUP,
-        "weight_decay": 0.0,
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.999,
-        "adam_epsilon": 1e-8,
-        "max_grad_norm": 1.0,
-        "optim": "adamw_torch",
-        "bf16": False,  # TRL defaults to bf16 autocast; tunelab's precision=fp32 runs float32
-        "logging_steps": 10,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "use_cpu": True,
-        "seed": SEED,
-        "dataloader_num_workers": 0,
-        "train_sampling_strategy": "sequential",  # the same fixed order as arm A
-    }
-
-
-def recording(trainer_cls):
-    """`trainer_cls` that keeps each step's loss as a tensor (no host sync; one call per step)."""
-
-    class Recording(trainer_cls):
+    class Recording(SFTTrainer):
         step_losses: list
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = out[0] if return_outputs else out
             if model.training:
-                self.step_losses.append(loss.detach())
+                self.step_losses.append((out[0] if return_outputs else out).detach())
             return out
 
-    return Recording
-
-
-def trl_fit(trainer, start: float) -> dict:
-    """Train; `start` was taken before the trainer was built (DPO precomputes references there)."""
+    start = time.perf_counter()
+    trainer = Recording(model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer)
     trainer.step_losses = []
     trainer.train()
     seconds = time.perf_counter() - start
-    losses = [float(x) for x in trainer.step_losses]
-    return {"seconds": seconds, "losses": losses, "steps": trainer.state.global_step}
-
-
-def trl_sft(args) -> dict:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from tunelab.models.load import load_tokenizer
-
-    rows = sft_examples(args.steps * args.batch_size, args.max_length)
-    config = SFTConfig(**trl_common(args, args.steps, args.batch_size), max_length=args.max_length)
-    model = load_model()
-    start = time.perf_counter()
-    trainer = recording(SFTTrainer)(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=load_tokenizer(model_path()),
-    )
-    return trl_fit(trainer, start) | {"tokens": tokens_of(rows)}
-
-
-def trl_sft_packed(args) -> dict:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from tunelab.models.load import load_tokenizer
-
-    # The very rows arm A trains on; TRL's padding-free collator reads `seq_lengths` for position ids.
-    rows = packed_rows(sft_examples(args.packed_examples, args.max_length), args.pack_length)
-    rows = rows[: args.steps * args.packed_rows]
-    dataset = Dataset.from_list([{k: r[k] for k in ("input_ids", "labels", "seq_lengths")} for r in rows])
-    config = SFTConfig(
-        **trl_common(args, args.steps, args.packed_rows),
-        max_length=None,
-        padding_free=True,
-        dataset_kwargs={"skip_prepare_dataset": True},
-    )
-    model = load_model()
-    start = time.perf_counter()
-    trainer = recording(SFTTrainer)(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        processing_class=load_tokenizer(model_path()),
-    )
-    return trl_fit(trainer, start) | {"tokens": tokens_of(rows)}
-
-
-def trl_dpo(args) -> dict:
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
-    from tunelab.models.load import load_tokenizer
-
-    pairs = pair_examples(args.steps * args.pair_batch, args.max_length)
-    dataset = Dataset.from_list(
-        [{"prompt_ids": p["prompt"], "chosen_ids": p["chosen"], "rejected_ids": p["rejected"]} for p in pairs]
+    return (
+        {
+            "seconds": seconds,
+            "checkpoint_seconds": 0.0,
+            "losses": [float(x) for x in trainer.step_losses],
+            "steps": trainer.state.global_step,
+        }
+        | stats
+        | model_counts(p.model, cfg)
     )
 
-    class PreTokenizedDPOTrainer(recording(DPOTrainer)):
-        # TRL 1.x's DPOTrainer always tokenizes text; these rows are already token ids.
-        def _prepare_dataset(self, dataset, *args, **kwargs):
-            return dataset
 
-    config = DPOConfig(
-        **trl_common(args, args.steps, args.pair_batch),
-        max_length=args.max_length,
-        beta=0.1,
-        precompute_ref_log_probs=True,
-    )
-    model = load_model()
-    start = time.perf_counter()
-    trainer = PreTokenizedDPOTrainer(
-        model=model,
-        ref_model=None,
-        args=config,
-        train_dataset=dataset,
-        processing_class=load_tokenizer(model_path()),
-    )
-    return trl_fit(trainer, start) | {"tokens": pair_tokens(pairs)}
-
-
-# ---------------------------------------------------------------- arm B: plain PyTorch
-
-
-def plain_sft(args) -> dict:
-    """The same SFT steps as a hand-written loop: forward, masked CE, backward, clip, step."""
+def run_plain(args: argparse.Namespace, cfg, out_dir: Path) -> dict:
+    """The same steps as a hand-written loop over the run's own loader: forward + loss, backward,
+    clip, step, schedule; no Lightning, no logging, no guards."""
     import torch
-    from torch.nn import functional as F
-    from transformers import get_cosine_schedule_with_warmup
+    from hydra.utils import instantiate
 
-    from tunelab.data.collate import pad_batch
-
-    rows = sft_examples(args.steps * args.batch_size, args.max_length)
-    model = load_model()
-    start = time.perf_counter()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.999), weight_decay=0.0)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, WARMUP, args.steps)
-    loader = torch.utils.data.DataLoader(
-        rows, batch_size=args.batch_size, shuffle=False, collate_fn=partial(pad_batch, pad_id=0)
-    )
+    p = build_pieces(cfg)
+    batches = first_batches(p.data, args.steps)
+    stats = step_stats(batches)
+    groups = p.adapter.param_groups(p.model) if p.adapter.param_groups else None
+    params = [q for q in p.model.parameters() if q.requires_grad]
+    optimizer = instantiate(cfg.optimizer.optimizer, _convert_="all")(groups or [{"params": params}])
+    scheduler = instantiate(cfg.optimizer.scheduler)(optimizer, num_training_steps=args.steps)
+    clip = cfg.trainer.gradient_clip_val
     losses = []
-    for step, batch in enumerate(loader):
-        if step == args.steps:
+    start = time.perf_counter()
+    for batch in p.data.train_dataloader():
+        if len(losses) == args.steps:
             break
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
-        )
+        loss = p.objective(p.model, batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
     seconds = time.perf_counter() - start
+    return (
+        {
+            "seconds": seconds,
+            "checkpoint_seconds": 0.0,
+            "losses": [float(x) for x in losses],
+            "steps": len(losses),
+        }
+        | stats
+        | model_counts(p.model, cfg)
+    )
+
+
+def model_counts(model, cfg) -> dict[str, Any]:
+    """Model FLOP inputs: matmul weights, attention size, trainable weights, full or not."""
+    from dataclasses import asdict
+
+    from tunelab.adapters.base import count_parameters
+    from tunelab.scaling.throughput import model_shape
+
+    trainable, total = count_parameters(model)
     return {
-        "seconds": seconds,
-        "losses": [float(x) for x in losses],
-        "steps": len(losses),
-        "tokens": tokens_of(rows),
+        "shape": asdict(model_shape(model)),
+        "trainable_params": trainable,
+        "total_params": total,
+        "full": cfg.adapter.name == "full",
     }
+
+
+def run_gemm(args: argparse.Namespace, cfg, out_dir: Path) -> dict:
+    """Sustained float32 matmul FLOP/s at the model's shapes (M = tokens of a mean step)."""
+    import torch
+    from transformers import AutoConfig
+
+    from tunelab.scaling.throughput import gemm_flops
+
+    c = AutoConfig.from_pretrained(args.model)
+    d, f, v = c.hidden_size, c.intermediate_size, c.vocab_size
+    head_dim = getattr(c, "head_dim", None) or d // c.num_attention_heads
+    a, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    m = args.gemm_rows
+    shapes = [(m, d, a), (m, d, kv), (m, d, kv), (m, a, d), (m, d, f), (m, d, f), (m, f, d), (m // 4, d, v)]
+    mats = [(torch.randn(i, k), torch.randn(k, j)) for i, k, j in shapes]
+    for x, w in mats:  # warm-up
+        x @ w
+    flops, seconds = 0, 0.0
+    while seconds < args.gemm_seconds:
+        for (x, w), shape in zip(mats, shapes, strict=True):
+            start = time.perf_counter()
+            x @ w
+            seconds += time.perf_counter() - start
+            flops += gemm_flops(*shape)
+    return {"seconds": seconds, "flops": flops, "flops_per_sec": flops / seconds, "shapes": shapes}
+
+
+RUNNERS: dict[str, Callable[..., dict]] = {"tunelab": run_tunelab, "trl": run_trl, "plain": run_plain}
 
 
 # ---------------------------------------------------------------- driver
 
 
-def run_arm(name: str, args) -> dict:
-    """One arm in this (fresh) process; adds peak RSS."""
+def run_arm(name: str, args: argparse.Namespace) -> dict:
+    """One arm in this (fresh) process; adds peak RSS, tokens/s and model FLOP/s."""
     import torch
 
+    from tunelab.scaling.throughput import ModelShape, training_flops
+
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "src"))
-    out = globals()[name](args)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    if name == "gemm":
+        return run_gemm(args, None, out_dir)
+    arm = ARMS[name]
+    out = RUNNERS[arm.runner](args, compose_config(args, arm, out_dir), out_dir)
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["tokens_per_sec"] = out["tokens"] / out["seconds"]
     out["ms_per_step"] = 1000 * out["seconds"] / max(out["steps"], 1)
+    adapter_weights = 0 if out["full"] else out["trainable_params"]
+    flops = training_flops(
+        ModelShape(**out["shape"]),
+        out["tokens"],
+        out["supervised_tokens"],
+        out.pop("lengths"),
+        full=out["full"],
+        adapter_weights=adapter_weights,
+    )
+    out["model_flops_per_sec"] = flops / out["seconds"]
     return out
 
 
-def in_fresh_process(name: str, args) -> dict:
+def in_fresh_process(name: str, args: argparse.Namespace) -> dict:
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(run_arm, name, args).result()
 
 
-def loss_at(losses: list[float], step: int) -> float:
-    return losses[step - 1] if len(losses) >= step else float("nan")
+def arms_of(pairs: list[str]) -> list[str]:
+    """Distinct arms of the pairs, in first-use order."""
+    return list(dict.fromkeys(a for p in pairs for a in PAIRS[p]))
 
 
-def report(pair: str, a_name: str, b_name: str, a_runs: list[dict], b_runs: list[dict], steps: int) -> None:
-    print(f"\n== {pair}: A = {a_name}, B = {b_name}")
-    print(
-        f"{'repeat':>6} {'A tok/s':>10} {'B tok/s':>10} {'A/B tok/s':>9} {'A ms/step':>9} {'B ms/step':>9}"
-        f" {'A RSS MiB':>9} {'B RSS MiB':>9}"
-    )
-    ratios = []
-    for i, (a, b) in enumerate(zip(a_runs, b_runs, strict=True)):
-        ratios.append(a["tokens_per_sec"] / b["tokens_per_sec"])
+def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> None:
+    from tunelab.scaling.throughput import paired_ratios
+
+    peak = statistics.median(g["flops_per_sec"] for g in gemm)
+    per_repeat = ", ".join(f"{g['flops_per_sec'] / 1e9:.1f}" for g in gemm)
+    print(f"\nGEMM at the model's shapes (float32), GFLOP/s per repeat: {per_repeat}")
+    print("\n| arm | tok/s (median) | ms/step | ckpt s | peak RSS MiB | model GFLOP/s | of GEMM |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rs in runs.items():
+        gf = statistics.median(r["model_flops_per_sec"] for r in rs)
         print(
-            f"{i:>6} {a['tokens_per_sec']:>10.0f} {b['tokens_per_sec']:>10.0f} {ratios[-1]:>9.3f}"
-            f" {a['ms_per_step']:>9.1f} {b['ms_per_step']:>9.1f}"
-            f" {a['peak_rss_mib']:>9.0f} {b['peak_rss_mib']:>9.0f}"
+            f"| {name} | {statistics.median(r['tokens_per_sec'] for r in rs):.0f}"
+            f" | {statistics.median(r['ms_per_step'] for r in rs):.0f}"
+            f" | {statistics.median(r['checkpoint_seconds'] for r in rs):.2f}"
+            f" | {statistics.median(r['peak_rss_mib'] for r in rs):.0f}"
+            f" | {gf / 1e9:.1f} | {gf / peak:.1%} |"
         )
-    med = statistics.median
-    ms = med(a["ms_per_step"] for a in a_runs) / med(b["ms_per_step"] for b in b_runs)
-    rss = med(a["peak_rss_mib"] for a in a_runs) / med(b["peak_rss_mib"] for b in b_runs)
     print(
-        f"median A/B tokens/s: {med(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
-        f"median A/B ms/step: {ms:.3f}; median A/B peak RSS: {rss:.3f}"
+        "\n| pair | A | B | A/B tok/s per repeat | median | A/B peak RSS | loss step 1 A / B | max loss gap |"
     )
-    print(
-        f"tokens per run (non-padding): A {a_runs[0]['tokens']}, B {b_runs[0]['tokens']}; "
-        f"steps A {a_runs[0]['steps']}, B {b_runs[0]['steps']}"
-    )
-    a_loss, b_loss = a_runs[0]["losses"], b_runs[0]["losses"]
-    marks = [s for s in (1, 10, 100, steps) if s <= steps]
-    for s in dict.fromkeys(marks):
-        la, lb = loss_at(a_loss, s), loss_at(b_loss, s)
-        print(f"loss at step {s:>4}: A {la:.6f}  B {lb:.6f}  |A-B| {abs(la - lb):.2e}")
-    n = min(len(a_loss), len(b_loss))
-    gaps = [abs(x - y) for x, y in zip(a_loss[:n], b_loss[:n], strict=True)]
-    if gaps:
-        at = max(range(n), key=gaps.__getitem__)
+    print("|---|---|---|---|---|---|---|---|")
+    for pair in pairs:
+        a, b = PAIRS[pair]
+        tps = paired_ratios([r["tokens_per_sec"] for r in runs[a]], [r["tokens_per_sec"] for r in runs[b]])
+        rss = paired_ratios([r["peak_rss_mib"] for r in runs[a]], [r["peak_rss_mib"] for r in runs[b]])
+        la, lb = runs[a][0]["losses"], runs[b][0]["losses"]
+        gap = max((abs(x - y) for x, y in zip(la, lb, strict=False)), default=float("nan"))
         print(
-            f"max |A-B| loss over all {n} steps: {gaps[at]:.2e} at step {at + 1}; "
-            f"median {statistics.median(gaps):.2e}"
+            f"| {pair} | {a} | {b} | {', '.join(f'{r:.2f}' for r in tps.ratios)} | **{tps.median:.2f}**"
+            f" | {rss.median:.2f} | {la[0]:.6f} / {lb[0]:.6f} | {gap:.2e} |"
         )
+    if "profile" in runs.get("tunelab_lora", [{}])[0]:
+        print_profile(runs["tunelab_lora"][0]["profile"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pairs", default="sft,sft_packed,dpo,plain", help=f"comma list of {sorted(PAIRS)}")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=16, help="SFT examples per step (padded)")
-    p.add_argument("--pair-batch", type=int, default=8, help="DPO pairs per step")
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--pack-length", type=int, default=256, help="packed row length")
-    p.add_argument("--packed-rows", type=int, default=2, help="packed rows per step")
-    p.add_argument("--chunk-size", type=int, default=None, help="tunelab objective.chunk_size")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per arm")
-    p.add_argument("--json", default=None, help="also write every run's numbers to this JSON file")
-    args = p.parse_args(argv)
-    args.packed_examples = 12 * args.steps * args.packed_rows  # enough to fill every step's rows
-    pairs = [s.strip() for s in args.pairs.split(",") if s.strip()]
-    unknown = [s for s in pairs if s not in PAIRS]
+def print_profile(durations: dict[str, float]) -> None:
+    """Lightning SimpleProfiler totals of one tunelab LoRA run, largest first."""
+    print("\nprofile of tunelab_lora (seconds over the run, Lightning SimpleProfiler):")
+    for action, total in sorted(durations.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {total:9.3f}  {action}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="a local HF causal-LM directory")
+    parser.add_argument("--model-config", default="smollm2-135m", help="conf/model entry it overrides")
+    parser.add_argument("--pairs", default="lora,full,plain_lora,head", help=f"comma list of {sorted(PAIRS)}")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--examples", type=int, default=200, help="chats written to the bench's data file")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    parser.add_argument("--gemm-rows", type=int, default=512, help="M of the timed GEMMs (tokens a step)")
+    parser.add_argument("--gemm-seconds", type=float, default=5.0)
+    parser.add_argument("--profile", action="store_true", help="Lightning SimpleProfiler on tunelab arms")
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra override, repeatable")
+    parser.add_argument("--json", help="write every run's numbers (every step's loss) here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    pairs = args.pairs.split(",")
+    unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
-        p.error(f"unknown pair(s) {unknown}; choose from {sorted(PAIRS)}")
-    if any(PAIRS[s][1].startswith("trl") for s in pairs):
-        try:
-            import trl
-        except ImportError:
-            sys.exit(
-                "scripts/bench.py: TRL is not installed; `pip install -e .[bench]` (or run --pairs plain)"
-            )
-        print(f"trl {trl.__version__}")
+        raise SystemExit(f"scripts/bench.py: unknown pair(s) {unknown}; known: {sorted(PAIRS)}")
+    data = Path(tempfile.mkdtemp(prefix="bench-data-")) / "chats.jsonl"
+    write_chats(data, args.examples, SEED)
+    args.data = str(data)
     import torch
     import transformers
 
@@ -471,17 +491,18 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, transformers {transformers.__version__}, threads per arm {args.threads}"
     )
     print(f"args: {vars(args)}")
-    results: dict[str, dict] = {}
-    for pair in pairs:
-        a_name, b_name = PAIRS[pair]
-        a_runs, b_runs = [], []
-        for _ in range(args.repeats):  # A, B, A, B, ...: drifting machine load hits both arms alike
-            a_runs.append(in_fresh_process(a_name, args))
-            b_runs.append(in_fresh_process(b_name, args))
-        report(pair, a_name, b_name, a_runs, b_runs, args.steps)
-        results[pair] = {"A": a_name, "B": b_name, "A_runs": a_runs, "B_runs": b_runs}
-        if args.json:  # raw per-run numbers (every step's loss), rewritten after each pair
-            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    names = arms_of(pairs)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    gemm: list[dict] = []
+    for repeat in range(args.repeats):  # A B C ... per repeat: a drifting load hits every arm alike
+        gemm.append(in_fresh_process("gemm", args))
+        for name in names:
+            runs[name].append(in_fresh_process(name, args))
+            r = runs[name][-1]
+            print(f"repeat {repeat} {name}: {r['tokens_per_sec']:.0f} tok/s, {r['ms_per_step']:.0f} ms/step")
+        if args.json:  # raw numbers, rewritten after each repeat
+            Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs, "gemm": gemm}, indent=1))
+    report(runs, pairs, gemm)
 
 
 if __name__ == "__main__":

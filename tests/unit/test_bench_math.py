@@ -11,6 +11,7 @@ from tunelab.core.constants import IGNORE_INDEX
 from tunelab.scaling.throughput import (
     ModelShape,
     attention_flops,
+    batch_stats,
     count_tokens,
     gemm_flops,
     model_shape,
@@ -87,3 +88,19 @@ def test_step_time_leaves_checkpoint_writes_out():
     out = step_time_metrics(tokens=800, fit_seconds=10.0, checkpoint_io=IO())
     assert out == {"train_tokens_per_sec": 100.0, "train_seconds": 8.0, "checkpoint_seconds": 2.0}
     assert step_time_metrics(800, 10.0, object())["train_tokens_per_sec"] == 80.0
+
+
+def test_batch_stats_padded_and_packed_by_hand():
+    padded = {
+        "input_ids": torch.zeros(2, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+        "labels": torch.tensor([[I, I, 3, 4], [I, 5, I, I]]),
+    }
+    assert batch_stats(padded) == (6, 3, [4, 2])
+    packed = {  # one row: examples of 3 and 2 tokens, then 2 padding positions (ids 0, 1 again)
+        "input_ids": torch.zeros(1, 7, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0, 0]]),
+        "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1]]),
+        "labels": torch.tensor([[I, 2, 3, I, 5, I, I]]),
+    }
+    assert batch_stats(packed) == (5, 3, [3, 2])

@@ -17,6 +17,7 @@ Conventions (docs/performance.md says why):
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -121,3 +122,22 @@ def paired_ratios(a: Sequence[float], b: Sequence[float]) -> RatioSummary:
     if len(a) != len(b) or not a:
         raise ValueError(f"need equally many runs on both sides, got {len(a)} and {len(b)}")
     return RatioSummary([x / y for x, y in zip(a, b, strict=True)])
+
+
+def batch_stats(batch: dict) -> tuple[int, int, list[int]]:
+    """(non-padding tokens, supervised tokens, sequence lengths) of a collated SFT batch.
+
+    Padded rows are one sequence each (their `attention_mask` sum); a packed row (with
+    `position_ids`) holds one sequence per position-id restart within its real tokens.
+    """
+    from tunelab.core.constants import IGNORE_INDEX
+
+    mask = batch["attention_mask"].bool()
+    supervised = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    if "position_ids" not in batch:
+        return int(mask.sum()), supervised, [int(n) for n in mask.sum(-1) if n > 0]
+    lengths = []
+    for positions, real in zip(batch["position_ids"], mask, strict=True):
+        starts = [*(positions[real] == 0).nonzero().flatten().tolist(), int(real.sum())]
+        lengths += [b - a for a, b in itertools.pairwise(starts) if b > a]
+    return int(mask.sum()), supervised, lengths
