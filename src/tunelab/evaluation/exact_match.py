@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +42,9 @@ class ExactMatchTask:
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"exact_match": float, "n": int, "samples": [...]}` for this task."""
         prompts, answers = self.prompts(tokenizer)
-        outputs = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        started = time.perf_counter()
+        outputs, generated = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        seconds = time.perf_counter() - started
         # Raw-style answers end at the line break the corpus puts after each item.
         predictions = [out.split("\n")[0].strip() for out in outputs]
         hits = [pred == ans for pred, ans in zip(predictions, answers, strict=True)]
@@ -49,7 +52,14 @@ class ExactMatchTask:
             {"prompt": p, "answer": a, "prediction": o, "correct": h}
             for p, a, o, h in zip(prompts, answers, predictions, hits, strict=True)
         ]
-        return {"exact_match": sum(hits) / max(len(hits), 1), "n": len(hits), "samples": samples}
+        return {
+            "exact_match": sum(hits) / max(len(hits), 1),
+            "n": len(hits),
+            "samples": samples,
+            "generated_tokens": generated,
+            "seconds": seconds,
+            "tokens_per_sec": generated / seconds if seconds > 0 else 0.0,
+        }
 
 
 def generate(
@@ -58,14 +68,16 @@ def generate(
     prompts: list[str],
     batch_size: int,
     max_new_tokens: int,
-) -> list[str]:
-    """Greedy completions of `prompts`, batched and left-padded, special tokens stripped."""
+) -> tuple[list[str], int]:
+    """Greedy completions of `prompts` (batched, left-padded, KV cache), special tokens stripped,
+    and how many tokens were generated (each row up to and including its first end token)."""
     was_training = model.training
     model.eval()
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     completions: list[str] = []
+    generated = 0
     try:
         for start in range(0, len(prompts), batch_size):
             enc = tokenizer(
@@ -80,10 +92,22 @@ def generate(
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
+                use_cache=True,
             )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            generated += generated_tokens(new_tokens, tokenizer.eos_token_id)
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return completions
+    return completions, generated
+
+
+def generated_tokens(new_tokens: torch.Tensor, eos_id: int | None) -> int:
+    """Tokens each row really generated: up to and including its first `eos_id` (the rest is
+    padding `generate` adds to finished rows), all of them where no end token came."""
+    if eos_id is None:
+        return new_tokens.numel()
+    is_end = new_tokens == eos_id
+    first_end = torch.where(is_end.any(-1), is_end.int().argmax(-1) + 1, new_tokens.shape[1])
+    return int(first_end.sum())
