@@ -16,6 +16,7 @@ from tunelab.scaling.throughput import (
     gemm_flops,
     model_shape,
     paired_ratios,
+    profile_breakdown,
     training_flops,
 )
 from tunelab.training.module import step_time_metrics
@@ -104,3 +105,26 @@ def test_batch_stats_padded_and_packed_by_hand():
         "labels": torch.tensor([[I, 2, 3, I, 5, I, I]]),
     }
     assert batch_stats(packed) == (5, 3, [3, 2])
+
+
+def test_profile_breakdown_by_hand():
+    durations = {
+        "run_training_epoch": 10.0,
+        "run_training_batch": 9.0,
+        "[_TrainingEpochLoop].train_dataloader_next": 0.5,
+        "[LightningModule]TuneLabModule.optimizer_step": 8.5,  # closure included
+        "[Strategy]SingleDeviceStrategy.training_step": 3.0,
+        "[Strategy]SingleDeviceStrategy.backward": 4.0,
+        "[LightningModule]TuneLabModule.configure_gradient_clipping": 0.2,
+        "[Callback]TrainingGuards.on_before_optimizer_step": 0.3,  # inside the closure
+        "[Callback]TrainingGuards.on_train_batch_end": 0.1,  # outside
+        "save_checkpoint": 1.0,
+    }
+    out = profile_breakdown(durations)
+    assert out["forward+loss+log"] == 3.0
+    assert out["backward"] == 4.0
+    assert out["optimizer"] == pytest.approx(8.5 - 3.0 - 4.0 - 0.2 - 0.3)
+    assert out["guards"] == pytest.approx(0.4)
+    assert out["data"] == 0.5
+    assert out["loop bookkeeping"] == pytest.approx(0.5)
+    assert out["checkpoint write"] == 1.0

@@ -141,3 +141,46 @@ def batch_stats(batch: dict) -> tuple[int, int, list[int]]:
         starts = [*(positions[real] == 0).nonzero().flatten().tolist(), int(real.sum())]
         lengths += [b - a for a, b in itertools.pairwise(starts) if b > a]
     return int(mask.sum()), supervised, lengths
+
+
+def profile_breakdown(durations: dict[str, float]) -> dict[str, float]:
+    """Lightning SimpleProfiler totals (seconds per action) grouped into the phases of a step.
+
+    Lightning's `optimizer_step` wraps the closure (training_step, backward, the guards' hooks,
+    gradient clipping): what is left of it is the optimizer's own update. `forward` includes the
+    loss and the module's `self.log` calls; `loop` is the epoch loop's time outside the batch and
+    the data fetch (batch-end hooks, logger bookkeeping).
+    """
+
+    def total(prefix: str) -> float:
+        return sum(v for k, v in durations.items() if k.startswith(prefix))
+
+    forward = _first(durations, "Strategy.training_step")
+    backward = _first(durations, "Strategy.backward")
+    clipping = _first(durations, "configure_gradient_clipping")
+    guards = total("[Callback]TrainingGuards.")
+    inside = {"on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"}
+    guards_inside = sum(
+        v
+        for k, v in durations.items()
+        if k.startswith("[Callback]TrainingGuards.") and k.rsplit(".", 1)[1] in inside
+    )
+    optimizer = _first(durations, "Module.optimizer_step") - forward - backward - clipping - guards_inside
+    data = durations.get("[_TrainingEpochLoop].train_dataloader_next", 0.0)
+    loop = durations.get("run_training_epoch", 0.0) - durations.get("run_training_batch", 0.0) - data
+    return {
+        "forward+loss+log": forward,
+        "backward": backward,
+        "optimizer": optimizer,
+        "gradient clipping": clipping,
+        "guards": guards,
+        "data": data,
+        "loop bookkeeping": loop,
+        "checkpoint write": durations.get("save_checkpoint", 0.0),
+        "total step loop": durations.get("run_training_epoch", 0.0),
+    }
+
+
+def _first(durations: dict[str, float], suffix: str) -> float:
+    """The one action whose name ends with `suffix` (0 when none)."""
+    return next((v for k, v in durations.items() if k.endswith(suffix)), 0.0)
