@@ -448,10 +448,12 @@ def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> N
 
 
 def print_profile(durations: dict[str, float]) -> None:
-    """Lightning SimpleProfiler totals of one tunelab LoRA run, largest first."""
-    print("\nprofile of tunelab_lora (seconds over the run, Lightning SimpleProfiler):")
-    for action, total in sorted(durations.items(), key=lambda kv: -kv[1])[:25]:
-        print(f"  {total:9.3f}  {action}")
+    """Lightning SimpleProfiler totals of one tunelab LoRA run, grouped into step phases."""
+    from tunelab.scaling.throughput import profile_breakdown
+
+    print("\nprofile of tunelab_lora, first repeat (seconds over the run, Lightning SimpleProfiler):")
+    for phase, seconds in profile_breakdown(durations).items():
+        print(f"  {seconds:9.3f}  {phase}")
 
 
 def parse_args() -> argparse.Namespace:
