@@ -203,7 +203,8 @@ def run_trl(args, cfg, out_dir: Path, rows: list[dict]) -> dict:
         warmup_steps=opt.scheduler.num_warmup_steps,
         weight_decay=0.0,
         max_grad_norm=cfg.trainer.gradient_clip_val,
-        optim="adamw_torch",
+        # tunelab's AdamW is fused exactly where its config says (fused_ok: CUDA, bf16-true); match it.
+        optim="adamw_torch_fused" if cfg.optimizer.optimizer.fused else "adamw_torch",
         bf16=args.dtype == "bfloat16",
         gradient_checkpointing=False,
         max_length=None,
