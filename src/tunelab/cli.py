@@ -28,6 +28,7 @@ VERBS: dict[str, Verb] = {
     "table": Verb("tunelab.apps.table", "tables (md, tex, csv) and plots of a results folder"),
     "export": Verb("tunelab.apps.export", "merge a run's adapter into a standalone HF model"),
     "pipeline": Verb("tunelab.apps.pipeline", "run a multi-stage pipeline (conf/pipeline/)"),
+    "bench": Verb("tunelab.apps.bench", "tokens/s and memory of training arms vs TRL and a plain loop"),
     "estimate-memory": Verb("tunelab.apps.estimate_memory", "training memory per device, nothing loaded"),
 }
 

@@ -47,7 +47,7 @@ class FixedOutputs(nn.Module):
         self.dummy = nn.Parameter(torch.zeros(1))
         self.forwards = 0
 
-    def forward(self, input_ids, attention_mask, output_hidden_states: bool = False):
+    def forward(self, input_ids, attention_mask, output_hidden_states: bool = False, use_cache=None):
         self.forwards += 1
         return SimpleNamespace(logits=self.logits, hidden_states=(self.hidden,))
 

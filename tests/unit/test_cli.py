@@ -71,3 +71,10 @@ def test_a_users_config_folder_adds_options_on_top_of_the_shipped_ones(tmp_path)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "name: my_lora" in proc.stdout and "tunelab.adapters.peft_adapter.PeftAdapter" in proc.stdout
+
+
+def test_bench_refuses_an_unknown_pair_by_name(capsys):
+    from tunelab.cli import main
+
+    assert main(["bench", "model=/nowhere", "pairs=[lora,nope]"]) == 2
+    assert "pairs has unknown ['nope']" in capsys.readouterr().err

@@ -46,6 +46,10 @@ def test_deltas_are_after_minus_before_for_float_scores_only():
         "eval/reverse/n": 200,
         "eval/only_after/acc": 0.5,
         "train_loss_final": 0.3,
+        "baseline/reverse/tokens_per_sec": 100.0,  # speed, not a score: no delta
+        "eval/reverse/tokens_per_sec": 120.0,
+        "baseline/reverse/seconds": 2.0,
+        "eval/reverse/seconds": 1.5,
     }
     assert deltas(metrics) == {
         "delta/arithmetic/exact_match": pytest.approx(0.215),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,9 @@ class ExactMatchTask:
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"exact_match": float, "n": int, "samples": [...]}` for this task."""
         prompts, answers = self.prompts(tokenizer)
-        outputs = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        started = time.perf_counter()
+        outputs, generated = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        seconds = time.perf_counter() - started
         # Raw-style answers end at the line break the corpus puts after each item.
         predictions = [out.split("\n")[0].strip() for out in outputs]
         hits = [pred == ans for pred, ans in zip(predictions, answers, strict=True)]
@@ -51,7 +54,14 @@ class ExactMatchTask:
             {"prompt": p, "answer": a, "prediction": o, "correct": h}
             for p, a, o, h in zip(prompts, answers, predictions, hits, strict=True)
         ]
-        return {"exact_match": sum(hits) / max(len(hits), 1), "n": len(hits), "samples": samples}
+        return {
+            "exact_match": sum(hits) / max(len(hits), 1),
+            "n": len(hits),
+            "samples": samples,
+            "generated_tokens": generated,
+            "seconds": seconds,
+            "tokens_per_sec": generated / seconds if seconds > 0 else 0.0,
+        }
 
 
 def generate(
@@ -60,14 +70,17 @@ def generate(
     prompts: list[str],
     batch_size: int,
     max_new_tokens: int,
-) -> list[str]:
-    """Greedy completions of `prompts`, batched and left-padded, special tokens stripped."""
+) -> tuple[list[str], int]:
+    """Greedy completions of `prompts` (batched, left-padded, KV cache), special tokens stripped,
+    and how many tokens were generated (each row up to and including its first end token)."""
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     completions: list[str] = []
+    generated = 0
     try:
         with in_eval_mode(model):
+            stop_ids = stop_token_ids(model, tokenizer)  # not one id: see stop_tokens
             for start in range(0, len(prompts), batch_size):
                 enc = tokenizer(
                     prompts[start : start + batch_size],
@@ -80,10 +93,23 @@ def generate(
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=stop_token_ids(model, tokenizer),  # not one id: see stop_tokens
+                    eos_token_id=stop_ids,
+                    use_cache=True,
                 )
                 new_tokens = out[:, enc["input_ids"].shape[1] :]
                 completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+                generated += generated_tokens(new_tokens, stop_ids)
     finally:
         tokenizer.padding_side = side
-    return completions
+    return completions, generated
+
+
+def generated_tokens(new_tokens: torch.Tensor, eos_id: int | list[int] | None) -> int:
+    """Tokens each row really generated: up to and including its first end token (`eos_id`: one id
+    or several; the rest is padding `generate` adds to finished rows), all of them where none came."""
+    if eos_id is None:
+        return new_tokens.numel()
+    ids = torch.tensor(eos_id if isinstance(eos_id, (list, tuple)) else [eos_id], device=new_tokens.device)
+    is_end = torch.isin(new_tokens, ids)
+    first_end = torch.where(is_end.any(-1), is_end.int().argmax(-1) + 1, new_tokens.shape[1])
+    return int(first_end.sum())

@@ -123,7 +123,8 @@ class HeldoutTask:
             tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
             for prompt, _ in self.items
         ]
-        replies = [r.strip() for r in generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)]
+        completions, _ = generate(model, tokenizer, prompts, batch_size, self.max_new_tokens)
+        replies = [r.strip() for r in completions]
         hits = [self.matcher(reply, ref) for reply, (_, ref) in zip(replies, self.items, strict=True)]
         samples = [
             {

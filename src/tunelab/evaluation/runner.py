@@ -52,6 +52,9 @@ def evaluate(
     return scores
 
 
+SPEED_METRICS = frozenset({"seconds", "tokens_per_sec"})  # how fast an eval ran, not a score: no delta
+
+
 def deltas(metrics: dict, before: str = "baseline", after: str = "eval") -> dict[str, float]:
     """`delta/<task>/<metric>` = after - before for every score both phases have.
 
@@ -62,6 +65,8 @@ def deltas(metrics: dict, before: str = "baseline", after: str = "eval") -> dict
         if not key.startswith(f"{after}/"):
             continue
         base = metrics.get(f"{before}/{key[len(after) + 1 :]}")
+        if key.rsplit("/", 1)[-1] in SPEED_METRICS:
+            continue
         if isinstance(value, float) and isinstance(base, float):
             out[f"delta/{key[len(after) + 1 :]}"] = value - base
     return out

@@ -13,7 +13,12 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-from tunelab.objectives.base import Objective, ObjectiveOutput, shifted_token_logprobs
+from tunelab.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    shifted_token_logprobs,
+    supervised_token_logprobs,
+)
 
 
 class Reference(Protocol):
@@ -64,9 +69,9 @@ def sequence_logps(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def model_sequence_logps(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """`sequence_logps` of every row of a batch in one forward."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return sequence_logps(logits, batch["labels"])
+    """`sequence_logps` of every row of a batch in one forward, the LM head on completion tokens only."""
+    logprobs, mask = supervised_token_logprobs(model, batch)
+    return logprobs.sum(-1), mask.sum(-1)
 
 
 def reward_metrics(chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:

@@ -130,6 +130,16 @@ class TuneLabModule(L.LightningModule):
     def report(self) -> dict[str, Any]:
         """Losses, objective metrics and token throughput of the fit, for metrics.json."""
         tokens = int(self.train_tokens.item())
-        throughput = tokens / self.fit_seconds if self.fit_seconds else 0.0
-        summary = self.loss_summary() | self.metric_summary()
-        return summary | {"train_tokens": tokens, "train_tokens_per_sec": throughput}
+        summary = self.loss_summary() | self.metric_summary() | {"train_tokens": tokens}
+        # checkpoint writes are timed apart: tokens/s covers the training steps alone
+        return summary | step_time_metrics(tokens, self.fit_seconds, self.trainer.strategy.checkpoint_io)
+
+def step_time_metrics(tokens: int, fit_seconds: float, checkpoint_io: Any) -> dict[str, float]:
+    """Tokens/s over the training steps alone: checkpoint writes are timed and reported apart."""
+    checkpoint_seconds = float(getattr(checkpoint_io, "seconds", 0.0))
+    step_seconds = fit_seconds - checkpoint_seconds
+    return {
+        "train_tokens_per_sec": tokens / step_seconds if step_seconds > 0 else 0.0,
+        "train_seconds": step_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
+    }

@@ -41,7 +41,7 @@ def propose(
     answers = {}
     for name in proposers:
         model.set_adapter(name)
-        outputs = generate(model, tokenizer, prompts, batch_size=100, max_new_tokens=max_new_tokens)
+        outputs, _ = generate(model, tokenizer, prompts, batch_size=100, max_new_tokens=max_new_tokens)
         answers[name] = [out.split("\n")[0].strip() for out in outputs]
     return answers
 

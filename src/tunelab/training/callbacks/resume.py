@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self, kill_while_saving_step: int | None = None) -> None:
         super().__init__()
         self.kill_while_saving_step = kill_while_saving_step
+        self.seconds = 0.0  # spent writing checkpoints: reported apart from the training step time
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
+        started = time.perf_counter()
+        self._write(checkpoint, Path(path))
+        self.seconds += time.perf_counter() - started
+
+    def _write(self, checkpoint: dict[str, Any], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as fh:
