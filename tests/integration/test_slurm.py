@@ -237,3 +237,38 @@ def test_srun_two_tasks_per_node_ddp_matches_one_process(tmp_path):
     assert len(baseline) == len(ddp) == 8 and baseline[-1] < baseline[0]
     rel = [abs(a - b) / b for a, b in zip(ddp, baseline, strict=True)]
     assert max(rel) < TOLERANCE, rel
+
+
+def run_compare(out_dir: Path, *args: str) -> None:
+    """`compare.py comparison=smoke` (the tune stage) into `out_dir`; fails the test if it fails."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "compare.py"),
+        "comparison=smoke",
+        "stages=[tune]",
+        f"output_dir={out_dir}",
+    ]
+    proc = subprocess.run(
+        [*cmd, *args], cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_a_comparison_through_slurm_lands_what_the_local_launcher_lands(tmp_path: Path):
+    import json
+
+    run_compare(tmp_path / "slurm", "launcher=slurm")
+    run_compare(tmp_path / "local")
+    jobs = {
+        where: json.loads((tmp_path / where / "tune" / "manifest.json").read_text())
+        for where in ("slurm", "local")
+    }
+    assert [j["run_dir"] for j in jobs["slurm"]] == [j["run_dir"] for j in jobs["local"]]
+    assert [j["config_sha256"] for j in jobs["slurm"]] == [j["config_sha256"] for j in jobs["local"]]
+    for job in jobs["local"]:
+        slurm, local = (read_metrics(tmp_path / where / job["run_dir"]) for where in ("slurm", "local"))
+        assert slurm["status"] == local["status"] == "completed"
+        assert slurm["train_loss_final"] == local["train_loss_final"]  # bitwise: one thread each
+        assert slurm["eval/arithmetic/exact_match"] == local["eval/arithmetic/exact_match"]
+    best = [json.loads((tmp_path / where / "tune" / "best.json").read_text()) for where in ("slurm", "local")]
+    assert best[0] == best[1]
