@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
+from tests.unit.adapter_helpers import adapted_tiny
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters, decoder_layers
 from tunelab.core.config import ConfigError
 from tunelab.scaling.measure import allocated_bytes
@@ -182,12 +183,8 @@ def logits(model, batch) -> torch.Tensor:
 def fit(name: str) -> Fit:
     """Apply `adapter=name` to the tiny base and run STEPS optimizer steps at constant lr."""
     cfg = compose_adapter(name)
-    L.seed_everything(0)
-    data, objective = instantiate(cfg.data), instantiate(cfg.objective)
-    adapter = build_adapter(cfg.adapter)
-    loaded = instantiate(cfg.model)
-    data.attach_tokenizer(loaded.tokenizer)
-    model = adapter.apply(loaded.model)
+    built = adapted_tiny(cfg)
+    data, objective, adapter, model = built.data, built.objective, built.adapter, built.model
     trainable, _ = count_parameters(model)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     batch = next(iter(data.train_dataloader()))

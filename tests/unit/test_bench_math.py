@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.scaling.throughput import (
     ModelShape,
@@ -25,13 +26,11 @@ I = IGNORE_INDEX  # noqa: E741
 
 
 def tiny() -> LlamaForCausalLM:
-    config = LlamaConfig(
+    config = tiny_llama_config(
         vocab_size=100,
         hidden_size=16,
         intermediate_size=24,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        max_position_embeddings=2048,
         tie_word_embeddings=True,
     )
     return LlamaForCausalLM(config)

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from tests.unit.adapter_helpers import adapted_tiny
 from tests.unit.test_adapters import batch_loss, compose_adapter, logits
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters
 from tunelab.core.config import ConfigError
@@ -47,12 +48,8 @@ def xlora_fit(experts):
         "lr=1e-2",
         *expert_overrides(experts),
     )
-    L.seed_everything(0)
-    data, objective = instantiate(cfg.data), instantiate(cfg.objective)
-    adapter = build_adapter(cfg.adapter)
-    loaded = instantiate(cfg.model)
-    data.attach_tokenizer(loaded.tokenizer)
-    model = adapter.apply(loaded.model)
+    built = adapted_tiny(cfg)
+    data, objective, adapter, model = built.data, built.objective, built.adapter, built.model
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     batch = next(iter(data.train_dataloader()))
     before = batch_loss(objective, model, batch)

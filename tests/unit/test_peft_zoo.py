@@ -18,6 +18,7 @@ from peft import get_peft_model
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import ROOT
+from tests.unit.adapter_helpers import adapted_tiny
 from tests.unit.test_adapters import HAND_COUNTED, batch_loss, compose_adapter, logits, skip_if_no_bnb
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters
 from tunelab.adapters.peft_adapter import PeftAdapter, PromptLearningAdapter
@@ -47,12 +48,8 @@ class Fit:
 def fit(name: str) -> Fit:
     """`adapter=name` on the tiny base, STEPS optimizer steps at the yaml's lr, its callbacks on."""
     cfg = compose_adapter(name, *OVERRIDES)
-    L.seed_everything(0)
-    data, objective = instantiate(cfg.data), instantiate(cfg.objective)
-    adapter = build_adapter(cfg.adapter)
-    loaded = instantiate(cfg.model)
-    data.attach_tokenizer(loaded.tokenizer)
-    model = adapter.apply(loaded.model)
+    built = adapted_tiny(cfg)
+    data, objective, adapter, model = built.data, built.objective, built.adapter, built.model
     trainable, _ = count_parameters(model)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     batch = next(iter(data.train_dataloader()))

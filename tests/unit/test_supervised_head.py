@@ -10,8 +10,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from torch.nn import functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_llama_config
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.objectives.causal_lm import CausalLMObjective
 
@@ -20,15 +21,7 @@ VOCAB = 64
 
 def tiny_llama(tied: bool) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
+    config = tiny_llama_config(vocab_size=VOCAB, max_position_embeddings=2048, tie_word_embeddings=tied)
     return LlamaForCausalLM(config).train()
 
 
