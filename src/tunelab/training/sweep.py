@@ -28,6 +28,9 @@ def run_job(cfg: DictConfig) -> float | None:
     In a sweep a failed job is recorded (metrics.json says "failed" with the error) and the
     sweep goes on; a single run re-raises so the process exits non-zero.
     """
+    from tunelab.core.quiet import quiet_libraries
+
+    quiet_libraries()  # again here: launchers such as joblib run jobs in fresh worker processes
     from tunelab.training.run import train  # heavy; the sweep callback below must stay light
 
     try:
