@@ -26,10 +26,12 @@ def prompt_record(record: object, where: str) -> dict:
         raise DataError(f"{where}: expected fields 'prompt' and 'answer'")
     if not isinstance(record["answer"], str):
         raise DataError(f"{where}: field 'answer': expected a string, got {type(record['answer']).__name__}")
-    return {
-        "prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"),
-        "answer": record["answer"],
-    }
+    if not record["answer"].strip():
+        raise DataError(f"{where}: field 'answer': blank (expected the reference answer)")
+    prompt = as_messages(record["prompt"], "user", f"{where}: field 'prompt'")
+    if not "".join(m["content"] for m in prompt).strip():
+        raise DataError(f"{where}: field 'prompt': blank (expected a prompt to sample from)")
+    return {"prompt": prompt, "answer": record["answer"]}
 
 
 def collate_prompts(examples: list[dict], pad_id: int) -> dict[str, Tensor | list[str]]:
@@ -63,7 +65,7 @@ class PromptDataModule(TokenizedDataModule):
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [prompt_record(r, f"{self.source}: record {i}") for i, r in enumerate(records)]
+        return [prompt_record(r, self.where(i)) for i, r in enumerate(records)]
 
     def encode(self, records: list[dict]) -> list[dict]:
         examples = []

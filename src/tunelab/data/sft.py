@@ -64,10 +64,7 @@ class SFTDataModule(TokenizedDataModule):
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
-        return [
-            {"messages": to_messages(r, f"{self.source}: record {i}", self.format)}
-            for i, r in enumerate(records)
-        ]
+        return [{"messages": to_messages(r, self.where(i), self.format)} for i, r in enumerate(records)]
 
     def view(self, record: dict) -> View:
         turns = record["messages"]

@@ -16,6 +16,7 @@ from tunelab.adapters.base import count_parameters
 from tunelab.core.config import ConfigError
 from tunelab.core.io import write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
+from tunelab.core.schema import validate as validate_config
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import deltas, evaluate
@@ -58,7 +59,7 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 # Keys that may change between a run and its resumption: they do not change what is trained.
 RESUME_MAY_CHANGE = {
     "resume", "resume_force", "preemption", "faults", "eval", "logger", "checkpoint_every", "name",
-    "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+    "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "debug",
 }  # fmt: skip
 
 
@@ -224,6 +225,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "overrides": job_overrides(),
     }
     try:
+        validate_config(cfg)  # types and ranges of every knob, before anything heavy runs
         ckpt_path = resume_checkpoint(cfg, out_dir)
         if ckpt_path is not None:  # before config.yaml is replaced: it describes the checkpoint
             refuse_changed_config(cfg, Path(ckpt_path))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from tunelab.core.config import USER_ERRORS
 from tunelab.training.run import train
 
 log = logging.getLogger(__name__)
@@ -24,14 +27,36 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+USER_ERROR_EXIT = 2  # a bad config or data file: the user fixes the command, nothing crashed
+
+
+def wants_traceback(cfg: DictConfig) -> bool:
+    """Tracebacks for user errors only on request: HYDRA_FULL_ERROR=1 or `debug=true`."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg.get("debug", False))
+
+
+def one_line(err: BaseException) -> str:
+    """`ConfigError: <message>` on one line (a message's own newlines become spaces)."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
 def run_job(cfg: DictConfig) -> float | None:
     """The Hydra task: train, and return `cfg.optimized_metric` for hyper-parameter sweepers.
 
     In a sweep a failed job is recorded (metrics.json says "failed" with the error) and the
-    sweep goes on; a single run re-raises so the process exits non-zero.
+    sweep goes on; a single run exits non-zero: a user error (ConfigError, DataError) with one line
+    on stderr and exit code 2, any other error with its traceback.
     """
     try:
         metrics = train(cfg)
+    except USER_ERRORS as err:
+        if in_multirun():
+            log.error("sweep job refused: %s; the remaining jobs still run", one_line(err))
+            return math.nan
+        if wants_traceback(cfg):
+            traceback.print_exc()
+        print(f"tunelab: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None
     except Exception:
         if not in_multirun():
             raise
