@@ -36,6 +36,7 @@ from tunelab.training.callbacks.resume import (
     data_fingerprint,
     previous_config_diff,
 )
+from tunelab.training.callbacks.totals import RunTotals, previous_config
 from tunelab.training.loggers import finish_wandb
 from tunelab.training.module import TuneLabModule
 
@@ -65,10 +66,9 @@ RESUME_MAY_CHANGE = {
 
 def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
     """Stop a resume whose training config differs from the one that wrote the checkpoint."""
-    previous_file = ckpt_path.parent.parent / "config.yaml"
-    if cfg.resume_force or not previous_file.is_file():
+    previous, previous_file = (None, "") if cfg.resume_force else previous_config(ckpt_path)
+    if previous is None:
         return
-    previous = OmegaConf.to_container(OmegaConf.load(previous_file), resolve=True)
     changed = previous_config_diff(previous, OmegaConf.to_container(cfg, resolve=True), RESUME_MAY_CHANGE)
     if changed:
         raise ConfigError(
@@ -85,6 +85,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / CHECKPOINT_DIR,
         every_n_train_steps=cfg.checkpoint_every,
+        enable_version_counter=False,  # a moved run dir overwrites last.ckpt, never writes last-v1.ckpt
         save_last=True,
         save_top_k=1,
     )
@@ -101,6 +102,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
 def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> list[Callback]:
     """Exact-resume state, the preemption handler and any configured fault injection."""
     callbacks: list[Callback] = [ResumeState(data_sha256, force=cfg.resume_force)]
+    callbacks.append(RunTotals(OmegaConf.to_yaml(cfg, resolve=True)))  # whole-run totals, config
     if cfg.preemption.signal:
         last = out_dir / CHECKPOINT_DIR / "last.ckpt"
         callbacks.append(PreemptionCheckpoint(cfg.preemption.signal, last))
