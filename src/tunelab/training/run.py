@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tunelab.adapters.base import count_parameters
 from tunelab.core.config import ConfigError
-from tunelab.core.io import write_json_atomic
+from tunelab.core.io import is_disk_full, remove_partial_files, write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.core.schema import validate as validate_config
 from tunelab.data.base import build_data
@@ -26,8 +26,10 @@ from tunelab.scaling.measure import allocated_bytes, peak_memory
 from tunelab.scaling.model_levers import build_adapter_for, enable_gradient_checkpointing
 from tunelab.scaling.speed import apply_speed, check_speed
 from tunelab.scaling.strategies import gather_full_model, is_primary_process
+from tunelab.training.callbacks import integrity
 from tunelab.training.callbacks.faults import fault_callbacks
 from tunelab.training.callbacks.guards import TrainingGuards
+from tunelab.training.callbacks.lock import RunLock
 from tunelab.training.callbacks.neftune import neftune_callbacks
 from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_slurm_job
 from tunelab.training.callbacks.resume import (
@@ -36,6 +38,7 @@ from tunelab.training.callbacks.resume import (
     data_fingerprint,
     previous_config_diff,
 )
+from tunelab.training.callbacks.signals import install_startup_handlers
 from tunelab.training.callbacks.totals import RunTotals, previous_config
 from tunelab.training.loggers import finish_wandb
 from tunelab.training.module import TuneLabModule
@@ -217,6 +220,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out_dir).acquire()  # before metrics.json: a second process must not touch it
     metrics: dict[str, Any] = {
         "status": "running",
         "objective": cfg.objective.name,
@@ -228,7 +232,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     try:
         validate_config(cfg)  # types and ranges of every knob, before anything heavy runs
-        ckpt_path = resume_checkpoint(cfg, out_dir)
+        install_startup_handlers(cfg.preemption.signal)  # SIGTERM and preemption from here on
+        ckpt_path = integrity.verified(resume_checkpoint(cfg, out_dir))  # sha256; else the previous one
         if ckpt_path is not None:  # before config.yaml is replaced: it describes the checkpoint
             refuse_changed_config(cfg, Path(ckpt_path))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -238,12 +243,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["status"] = result.get("status", "completed")  # or "preempted": requeued to resume
     except BaseException as err:
         metrics |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        if is_disk_full(err):  # no .tmp or 0-byte file may pass for a saved artifact
+            metrics["removed_partial_files"] = remove_partial_files(out_dir)
         raise
     finally:
         finish_wandb()
         metrics |= peak_memory()
         metrics["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(out_dir / "metrics.json", metrics)
+        lock.release()
     print_summary(out_dir, metrics)
     return metrics
 

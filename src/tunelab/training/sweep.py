@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from tunelab.core.config import USER_ERRORS
+from tunelab.training.callbacks.signals import Terminated
 from tunelab.training.run import train
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def run_job(cfg: DictConfig) -> float | None:
             traceback.print_exc()
         print(f"tunelab: {one_line(err)}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from None
+    except Terminated:
+        if in_multirun():  # a SIGTERM stops the whole sweep: say which jobs never ran
+            print(f"sweep stopped by SIGTERM in job {cfg.get('name')!r}: the remaining jobs did not run",
+                  file=sys.stderr)  # fmt: skip
+        raise
     except Exception:
         if not in_multirun():
             raise
