@@ -3,19 +3,27 @@ train.py, each expected to be refused with exit code 2, exactly one `tunelab:` l
 traceback, and metrics.json never "completed" (and, except where the tokenizer must see the data,
 before the model loads: no baseline evaluation in metrics.json).
 
-    OMP_NUM_THREADS=1 python scripts/bad_inputs.py [--workers 2]
+    OMP_NUM_THREADS=1 python scripts/bad_inputs.py              # in one process (fast)
+    OMP_NUM_THREADS=1 python scripts/bad_inputs.py --subprocess # each case as `python train.py ...`
+
+In one process, each case's config is composed with Hydra's compose API and handed to the same
+`run_job` that train.py's `@hydra.main` calls; `--subprocess` runs the real command line (slower:
+one interpreter start per case).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import gzip
+import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,19 +84,42 @@ CONFIG_CASES = {
 NEEDS_TOKENIZER = {"all examples cut by max_length"}  # refused after the tokenizer (and model) load
 
 
-def run_case(name: str, overrides: list[str], workdir: Path) -> dict:
-    run_dir = workdir / "runs" / name.replace(" ", "_").replace("/", "_")
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(ROOT / "train.py"), *FAST, *overrides, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    ours = [line for line in proc.stderr.splitlines() if line.startswith("tunelab:")]
+def verdict(name: str, rc: object, stderr: str, run_dir: Path) -> dict:
+    """Whether a case was refused as promised, from its exit code, stderr and metrics.json."""
+    ours = [line for line in stderr.splitlines() if line.startswith("tunelab:")]
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     before_model = not any(k.startswith("baseline/") for k in metrics) and "trainable_params" not in metrics
-    ok = (proc.returncode == 2 and len(ours) == 1 and "Traceback" not in proc.stderr
-          and metrics.get("status") != "completed")  # fmt: skip
-    return {"case": name, "ok": ok, "rc": proc.returncode, "line": ours[0] if ours else proc.stderr[-300:],
-            "before_model": before_model}  # fmt: skip
+    ok = rc == 2 and len(ours) == 1 and "Traceback" not in stderr and metrics.get("status") != "completed"
+    line = ours[0] if ours else stderr[-300:]
+    return {"case": name, "ok": ok, "rc": rc, "line": line, "before_model": before_model}
+
+
+def run_subprocess(name: str, overrides: list[str], run_dir: Path) -> dict:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(ROOT / "train.py"), *FAST, *overrides, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return verdict(name, proc.returncode, proc.stderr, run_dir)
+
+
+def run_in_process(name: str, overrides: list[str], run_dir: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from tunelab.training.sweep import run_job
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                cfg = compose("train", overrides=[*FAST, *overrides, f"+output_dir={run_dir}"])
+            run_job(cfg)
+            rc: object = 0
+        except SystemExit as err:
+            rc = err.code
+        except BaseException:  # an uncaught error: train.py would print its traceback, exit 1
+            traceback.print_exc()
+            rc = 1
+    return verdict(name, rc, stderr.getvalue(), run_dir)
 
 
 def cases(workdir: Path) -> dict[str, list[str]]:
@@ -105,12 +136,21 @@ def cases(workdir: Path) -> dict[str, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subprocess", action="store_true", help="run each case as python train.py")
+    parser.add_argument("--workers", type=int, default=2, help="parallel cases with --subprocess")
     args = parser.parse_args()
+    os.environ["HYDRA_FULL_ERROR"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
-        todo = cases(Path(tmp))
-        with cf.ThreadPoolExecutor(args.workers) as pool:
-            results = list(pool.map(lambda item: run_case(*item, Path(tmp)), todo.items()))
+        work = Path(tmp)
+        todo = [
+            (name, overrides, work / "runs" / f"case{i}")
+            for i, (name, overrides) in enumerate(cases(work).items())
+        ]
+        if args.subprocess:
+            with cf.ThreadPoolExecutor(args.workers) as pool:
+                results = list(pool.map(lambda case: run_subprocess(*case), todo))
+        else:
+            results = [run_in_process(*case) for case in todo]
     for r in results:
         print(f"{'ok  ' if r['ok'] else 'FAIL'} rc={r['rc']} {r['case']}: {r['line']}")
     refused = sum(r["ok"] for r in results)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tunelab.core.config import ConfigError
-from tunelab.core.io import remove_partial_files, write_json_atomic
+from tunelab.core.io import is_disk_full, remove_partial_files, write_json_atomic
 from tunelab.training.callbacks import integrity
 from tunelab.training.callbacks.guards import NonFiniteError, TrainingGuards
 from tunelab.training.callbacks.lock import RunLock
@@ -198,3 +198,17 @@ def test_run_totals_round_trip_through_a_checkpoint_and_config_stays_inside(tmp_
     assert previous_config(ckpt) == ({"rank": 8, "lr": 0.001}, f"the config stored in {ckpt}")
     (tmp_path / "config.yaml").write_text("rank: 16\n")
     assert previous_config(ckpt)[0] == {"rank": 16}
+
+
+def test_disk_full_is_found_through_wrapping_and_a_looping_context_chain():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as full:
+            raise RuntimeError("saving the adapter failed") from full
+    except RuntimeError as wrapped:
+        assert is_disk_full(wrapped)
+    # instantiate_clearly re-raises a constructor's error from its wrapper: cause and context loop
+    inner, outer = ValueError("bad record"), ValueError("wrapper")
+    inner.__context__, outer.__cause__ = outer, inner
+    assert not is_disk_full(inner)

@@ -46,7 +46,9 @@ def is_disk_full(err: BaseException) -> bool:
     """Whether `err` (or what caused it) is "no space left on device" or a quota."""
     import errno
 
-    while err is not None:
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:  # a context chain can loop back on itself
+        seen.add(id(err))
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         err = err.__cause__ or err.__context__

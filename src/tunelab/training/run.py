@@ -114,7 +114,7 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> l
 
 def fit_and_measure(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[str, Any]:
     """Everything a run does between validated config and metrics; returns the metrics."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
     compat.check(cfg)  # precision x quantization x adapter x optimizer x strategy x this machine
     data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
     objective = instantiate(cfg.objective)
