@@ -64,8 +64,14 @@ FILE_CASES = {
     "JSON Lines named .json": ("l.json", jsonl(CHAT, CHAT), SFT),
     "invalid JSON line": ("i.jsonl", jsonl(CHAT) + b'{"messages": \n', SFT),
     "missing file": ("never_written.jsonl", "absent", SFT),
+    "JSON list named .jsonl": ("j.jsonl", b'[\n{"prompt": "q", "completion": "a"}\n]\n', SFT),
+    "broken parquet": ("x.parquet", b"not a parquet file", SFT),
+    "blank text (pretraining)": ("t.jsonl", jsonl({"text": "one"}, {"text": "  "}),
+                                 ["objective=cpt", "data=tiny_corpus", *FROM_FILE[:2], "~data.train.size",
+                                  "~data.train.seed"]),
     "bad classification label": ("c.jsonl", jsonl({"text": "a", "label": 5}),
-                                 ["objective=classify", "data=sum_check", *FROM_FILE]),
+                                 ["objective=classify", "data=sum_check",
+                                  *[o for o in FROM_FILE if o != "~data.train.task"]]),
     "blank answer (GRPO prompts)": ("g2.jsonl", jsonl({"prompt": "q", "answer": ""}),
                                     ["objective=grpo", *FROM_FILE]),
 }  # fmt: skip
@@ -84,31 +90,38 @@ CONFIG_CASES = {
 NEEDS_TOKENIZER = {"all examples cut by max_length"}  # refused after the tokenizer (and model) load
 
 
-def verdict(name: str, rc: object, stderr: str, run_dir: Path) -> dict:
+def verdict(name: str, rc: object, stderr: str, run_dir: Path, model_loaded: bool | None) -> dict:
     """Whether a case was refused as promised, from its exit code, stderr and metrics.json."""
     ours = [line for line in stderr.splitlines() if line.startswith("tunelab:")]
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    before_model = not any(k.startswith("baseline/") for k in metrics) and "trainable_params" not in metrics
     ok = rc == 2 and len(ours) == 1 and "Traceback" not in stderr and metrics.get("status") != "completed"
     line = ours[0] if ours else stderr[-300:]
-    return {"case": name, "ok": ok, "rc": rc, "line": line, "before_model": before_model}
+    return {"case": name, "ok": ok, "rc": rc, "line": line, "model_loaded": model_loaded}
 
 
 def run_subprocess(name: str, overrides: list[str], run_dir: Path) -> dict:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(ROOT / "train.py"), *FAST, *overrides, f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    return verdict(name, proc.returncode, proc.stderr, run_dir)
+    return verdict(name, proc.returncode, proc.stderr, run_dir, None)  # model loads not seen
 
 
 def run_in_process(name: str, overrides: list[str], run_dir: Path) -> dict:
     from hydra import compose, initialize_config_dir
 
+    import tunelab.models.load as load
     from tunelab.training.sweep import run_job
 
+    loads = []
+    original = load.load_pretrained
+
+    def counting(*args, **kwargs):
+        loads.append(1)
+        return original(*args, **kwargs)
+
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
+    with contextlib.redirect_stderr(stderr), _patched(load, "load_pretrained", counting):
         try:
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
                 cfg = compose("train", overrides=[*FAST, *overrides, f"+output_dir={run_dir}"])
@@ -119,7 +132,17 @@ def run_in_process(name: str, overrides: list[str], run_dir: Path) -> dict:
         except BaseException:  # an uncaught error: train.py would print its traceback, exit 1
             traceback.print_exc()
             rc = 1
-    return verdict(name, rc, stderr.getvalue(), run_dir)
+    return verdict(name, rc, stderr.getvalue(), run_dir, bool(loads))
+
+
+@contextlib.contextmanager
+def _patched(module: object, name: str, value: object):
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
 
 
 def cases(workdir: Path) -> dict[str, list[str]]:
@@ -152,11 +175,12 @@ def main() -> None:
         else:
             results = [run_in_process(*case) for case in todo]
     for r in results:
-        print(f"{'ok  ' if r['ok'] else 'FAIL'} rc={r['rc']} {r['case']}: {r['line']}")
+        when = {True: "after the model loaded", False: "before the model loaded", None: ""}[r["model_loaded"]]
+        print(f"{'ok  ' if r['ok'] else 'FAIL'} rc={r['rc']} {r['case']} [{when}]: {r['line']}")
     refused = sum(r["ok"] for r in results)
-    early = sum(r["ok"] and r["before_model"] for r in results)
+    early = sum(r["ok"] and r["model_loaded"] is False for r in results)
     print(f"\nrefused with one line and exit 2: {refused}/{len(results)}; of them before the model "
-          f"loaded: {early} (expected after: {sorted(NEEDS_TOKENIZER)})")  # fmt: skip
+          f"loaded: {early} (by design after it: {sorted(NEEDS_TOKENIZER)})")  # fmt: skip
     sys.exit(0 if refused == len(results) else 1)
 
 
