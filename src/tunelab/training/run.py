@@ -63,7 +63,8 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 # Keys that may change between a run and its resumption: they do not change what is trained.
 RESUME_MAY_CHANGE = {
     "resume", "resume_force", "preemption", "faults", "eval", "logger", "checkpoint_every", "name",
-    "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "debug",
+    "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+    "debug", "guards",
 }  # fmt: skip
 
 
