@@ -82,7 +82,7 @@ CONFIG_CASES = {
     "data.max_length=0": ["data.max_length=0"],
     "dropout=1.5": ["dropout=1.5"],
     "objective.beta=-1 (dpo)": ["objective=dpo", "objective.beta=-1"],
-    "trainer.max_steps=0": ["trainer.max_steps=0"],
+    "trainer.max_steps=-5": ["trainer.max_steps=-5"],
     "checkpoint_every=0": ["checkpoint_every=0"],
     "data.train.path missing": ["data=jsonl"],
     "resume without a checkpoint": ["resume=true"],

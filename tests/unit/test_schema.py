@@ -48,7 +48,7 @@ def test_every_shipped_option_passes_the_schema(override):
         ("dropout=1.5", r"^dropout=1\.5: expected a number in \[0, 1\)$"),
         ("objective=dpo objective.beta=-0.1", r"^objective\.beta=-0\.1: expected a number >= 0$"),
         ("objective=grpo objective.group_size=1", r"^objective\.group_size=1: expected an integer >= 2"),
-        ("trainer.max_steps=0", r"^trainer\.max_steps=0: expected an integer >= 1"),
+        ("trainer.max_steps=-5", r"^trainer\.max_steps=-5: expected an integer >= 0"),
         ("checkpoint_every=0", r"^checkpoint_every=0: expected an integer >= 1$"),
         ("preemption.signal=SIGFOO", r"^preemption\.signal='SIGFOO': expected a signal name"),
         ("resume_force=yes", r"^resume_force='yes': expected true or false$"),

@@ -110,8 +110,8 @@ KNOBS: list[Knob] = [
     Knob(
         "trainer.max_steps",
         "int",
-        "an integer >= 1 (or -1 with trainer.max_epochs)",
-        lambda v: v >= 1 or v == -1,
+        "an integer >= 0 (0: a stage that only loads and saves), or -1 with trainer.max_epochs",
+        lambda v: v >= 0 or v == -1,
     ),
     Knob("trainer.max_epochs", "int", "an integer >= 1, or -1", lambda v: v >= 1 or v == -1, True),
     positive_int("trainer.accumulate_grad_batches"),
