@@ -20,7 +20,7 @@ def test_alpaca_file_with_lima_selection_replay_and_neftune(tmp_path):
         {"instruction": f"What is {i}+{i}?", "input": "", "output": f"{i}+{i}={2 * i}"} for i in range(40)
     ]
     records += records[:5]  # 5 exact duplicates for dedup
-    records.append({"instruction": "Say nothing.", "input": "", "output": ""})  # removed by min length
+    records.append({"instruction": "Say a dot.", "input": "", "output": "."})  # removed by min length
     data = tmp_path / "alpaca.jsonl"
     write_jsonl(data, records)
     run_dir = tmp_path / "run"
@@ -30,6 +30,7 @@ def test_alpaca_file_with_lima_selection_replay_and_neftune(tmp_path):
             f"data.train.path={data}",
             "data.train.test_size=0",  # all 46 records train: the counts below are of the whole file
             "data/selection=lima",
+            "data.selection.length.min_chars=2",
             "data.selection.keep_best.n=30",
             "data.replay.fraction=0.25",
             "data.max_length=24",  # two-digit sums take 26 tokens: cut by 2
@@ -60,11 +61,17 @@ def test_a_malformed_record_stops_the_run_before_the_model_loads(tmp_path):
         data, [good, good, good, {"conversations": [{"from": "human", "value": "hi"}, {"from": "bot"}]}]
     )
     run_dir = tmp_path / "run"
-    proc = run_train(["data=jsonl", f"data.train.path={data}", f"hydra.run.dir={run_dir}"], check=False)
-    assert proc.returncode != 0
-    message = f"{data}: record 3: field 'conversations[1].from': expected one of"
-    assert message in proc.stderr
+    args = ["data=jsonl", f"data.train.path={data}", f"hydra.run.dir={run_dir}"]
+    proc = run_train(args, check=False, env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 2  # a user error: one line, exit 2
+    message = f"tunelab: DataError: {data}:4: field 'conversations[1].from': expected one of"
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("tunelab:")]
+    assert len(ours) == 1 and ours[0].startswith(message)
+    assert "Traceback" not in proc.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "failed" and m["error"].startswith("DataError: ")
     assert not any(k.startswith("baseline/") for k in m)  # no evaluation: the model never loaded
     assert not (run_dir / "samples.jsonl").exists()
+
+    proc = run_train([*args, "debug=true"], check=False, env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr  # debug=true: the traceback too

@@ -44,7 +44,7 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert proc.returncode != 0  # the sweep's exit code says a job failed
     assert "1 of 2 sweep jobs did not complete" in proc.stderr
     failed, ok = (read_metrics(d) for d in job_dirs(sweep_dir))
-    assert failed["status"] == "failed" and "Invalid learning rate" in failed["error"]
+    assert failed["status"] == "failed" and "lr=-1: expected a number > 0" in failed["error"]
     assert ok["status"] == "completed" and ok["train_steps"] == 3  # ran after the failure
 
     written = [p for p in sweep_dir.rglob("*") if p.is_file()]

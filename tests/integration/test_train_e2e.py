@@ -107,7 +107,8 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     run_train([*common, "trainer.max_steps=12", "resume=true", "resume_force=true"])
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["train_steps"] == 12
-    assert _logged_steps(run_dir)[0] == 8  # the resumed process started at step 8, not 0
+    assert m["resumed_from_step"] == 8  # the resumed process started at step 8, not 0
+    assert _logged_steps(run_dir) == list(range(12))  # metrics.csv kept steps 0-7, then 8-11
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 12
     adam_steps = {int(s["step"]) for s in last["optimizer_states"][0]["state"].values()}

@@ -113,7 +113,7 @@ def test_sum_check_records_are_balanced_and_labelled_right():
 
 
 def test_bad_label_is_a_data_error():
-    with pytest.raises(DataError, match="record 1: field 'label'"):
+    with pytest.raises(DataError, match="record 2: field 'label'"):
         ClassificationDataModule([{"text": "1+1=2", "label": 1}, {"text": "1+1=3", "label": 2}])
-    with pytest.raises(DataError, match="record 0: expected a non-empty string field 'text'"):
+    with pytest.raises(DataError, match="record 1: expected a non-empty string field 'text'"):
         ClassificationDataModule([{"label": 1}])

@@ -60,52 +60,52 @@ def test_orca_without_a_system_prompt_has_no_system_turn():
 
 
 MALFORMED = [
-    ({"text": "x"}, "auto", r": record 2: unknown record format, expected a field 'messages' \(openai\)"),
+    ({"text": "x"}, "auto", r":3: unknown record format, expected a field 'messages' \(openai\)"),
     ("not a record", "auto", r":3: expected a JSON object, got str"),  # the reader names the line
-    ({"messages": []}, "auto", r": record 2: field 'messages': expected a non-empty list of turns"),
-    ({"messages": ["hi"]}, "auto", r": record 2: field 'messages\[0\]': expected an object with 'role'"),
+    ({"messages": []}, "auto", r":3: field 'messages': expected a non-empty list of turns"),
+    ({"messages": ["hi"]}, "auto", r":3: field 'messages\[0\]': expected an object with 'role'"),
     (
         {"messages": [{"role": "bot", "content": "x"}]},
         "auto",
-        r": record 2: field 'messages\[0\]\.role': expected one of \('system', 'user', 'assist.*got 'bot'",
+        r":3: field 'messages\[0\]\.role': expected one of \('system', 'user', 'assist.*got 'bot'",
     ),
     (
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}]},
         "auto",
-        r": record 2: field 'messages\[1\]\.content': expected a string, got int",
+        r":3: field 'messages\[1\]\.content': expected a string, got int",
     ),
     (
         {"messages": [{"role": "user", "content": "q"}]},
         "auto",
-        r": record 2: no assistant turn to learn from",
+        r":3: no assistant turn to learn from",
     ),
     (
         {"conversations": [{"from": "bot", "value": "x"}]},
         "auto",
-        r": record 2: field 'conversations\[0\]\.from': expected one of \('system', 'human', 'user', 'gpt'",
+        r":3: field 'conversations\[0\]\.from': expected one of \('system', 'human', 'user', 'gpt'",
     ),
     (
         {"conversations": [{"from": "human", "value": None}]},
         "auto",
-        r": record 2: field 'conversations\[0\]\.value': expected a string, got NoneType",
+        r":3: field 'conversations\[0\]\.value': expected a string, got NoneType",
     ),
-    ({"instruction": "x"}, "auto", r": record 2: missing field 'output' \(expected a string\)"),
+    ({"instruction": "x"}, "auto", r":3: missing field 'output' \(expected a string\)"),
     (
         {"instruction": "x", "input": 3, "output": "y"},
         "auto",
-        r": record 2: field 'input': expected a string, got int",
+        r":3: field 'input': expected a string, got int",
     ),
     (
         {"question": "q", "response": ["a"]},
         "auto",
-        r": record 2: field 'response': expected a string, got list",
+        r":3: field 'response': expected a string, got list",
     ),
-    ({"prompt": "p"}, "auto", r": record 2: missing field 'completion'"),
-    ({"messages": CHAT}, "alpaca", r": record 0: missing field 'instruction'"),  # every record is alpaca
+    ({"prompt": "p"}, "auto", r":3: missing field 'completion'"),
+    ({"messages": CHAT}, "alpaca", r":1: missing field 'instruction'"),  # every record is alpaca
     (
         {"prompt": "p", "completion": "c", "system": 1},
         "auto",
-        r": record 2: field 'system': expected a string, got int",
+        r":3: field 'system': expected a string, got int",
     ),
 ]
 

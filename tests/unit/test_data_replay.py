@@ -90,9 +90,9 @@ def test_replay_factory_is_not_called_when_off():
         (
             lambda: Replay(0.2, [*TEXTS, {"text": 3}]),
             DataError,
-            r"replay: record 200: field 'text': expected a string",
+            r"replay: record 201: field 'text': expected a string",
         ),
-        (lambda: Replay(0.2, [{"question": "q"}]), DataError, r"replay: record 0: missing field 'response'"),
+        (lambda: Replay(0.2, [{"question": "q"}]), DataError, r"replay: record 1: missing field 'response'"),
     ],
 )
 def test_bad_replay_settings(make, error, message):

@@ -62,5 +62,5 @@ def test_heldout_documents_use_only_test_items():
 def test_a_record_without_text_is_a_data_error(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{"txt": "typo"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl: record 2: .*'text'"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: .*'text'"):
         PerplexityTask(path=str(path))

@@ -50,11 +50,11 @@ def test_strings_and_chat_messages_give_the_same_batch(tok):
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ({"prompt": "p", "chosen": "c"}, r"my\.jsonl: record 1: missing field 'rejected'"),
-        ({"prompt": "p", "chosen": 3, "rejected": "r"}, r"record 1: field 'chosen': expected a string or"),
+        ({"prompt": "p", "chosen": "c"}, r"my\.jsonl: record 2: missing field 'rejected'"),
+        ({"prompt": "p", "chosen": 3, "rejected": "r"}, r"record 2: field 'chosen': expected a string or"),
         (
             {"prompt": [{"role": "bot", "content": "x"}], "chosen": "c", "rejected": "r"},
-            r"record 1: field 'prompt'\[0\]: expected \{'role'",
+            r"record 2: field 'prompt'\[0\]: expected \{'role'",
         ),
     ],
 )
@@ -65,12 +65,12 @@ def test_bad_pair_records_name_source_record_and_field(record, message):
 
 
 def test_bad_unpaired_label_is_named():
-    with pytest.raises(DataError, match=r"kto\.jsonl: record 0: field 'label': expected true"):
+    with pytest.raises(DataError, match=r"kto\.jsonl: record 1: field 'label': expected true"):
         UnpairedDataModule([{"prompt": "p", "completion": "c", "label": "yes"}], source="kto.jsonl")
 
 
 def test_bad_heldout_record_is_named():
-    with pytest.raises(DataError, match=r"held-out x: record 0: missing field 'chosen'"):
+    with pytest.raises(DataError, match=r"held-out x: record 1: missing field 'chosen'"):
         PreferenceDataModule([], heldout=[{"prompt": "p"}], source="x")
 
 

@@ -44,7 +44,7 @@ def test_tiny_world_prompts_render_with_the_chat_template(tiny_model_dir):
     ],
 )
 def test_bad_prompt_record_names_the_record(record, message):
-    with pytest.raises(DataError, match=f"train: record 1: .*{message}"):
+    with pytest.raises(DataError, match=f"train: record 2: .*{message}"):
         PromptDataModule([{"prompt": "ok", "answer": "ok"}, record])
 
 

@@ -91,4 +91,6 @@ def test_atomic_checkpoint_replaces_whole_and_leaves_no_temporary(tmp_path):
     io.save_checkpoint({"global_step": 1}, path)
     io.save_checkpoint({"global_step": 2}, path)
     assert torch.load(path, weights_only=True) == {"global_step": 2}
-    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert torch.load(path.with_name("last.ckpt.prev"), weights_only=True) == {"global_step": 1}
+    names = sorted(p.name for p in path.parent.iterdir())  # each with its digest; no .tmp
+    assert names == ["last.ckpt", "last.ckpt.prev", "last.ckpt.prev.sha256", "last.ckpt.sha256"]

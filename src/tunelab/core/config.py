@@ -20,6 +20,14 @@ class ConfigError(ValueError):
     """A configuration that cannot work; the message names the keys and what was expected."""
 
 
+class DataError(ValueError):
+    """A malformed data file or record; the message names the file, line or record, and field."""
+
+
+# The errors a user fixes in their command or files: one line on stderr and exit 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
+
+
 def instantiate_clearly(node: Any, errors: tuple[type[BaseException], ...] = (ConfigError,)) -> Any:
     """`hydra.utils.instantiate`, re-raising a (nested) constructor's `errors` as themselves.
 

@@ -12,11 +12,11 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError, instantiate_clearly
+from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.collate import pad_batch
 from tunelab.data.sampler import ResumableSampler
 from tunelab.data.selection import Filter, View, select
-from tunelab.data.sources import DataError
-from tunelab.data.split import positions_of
+from tunelab.data.sources import DataError, place
 
 
 class TokenizedDataModule(L.LightningDataModule):
@@ -45,22 +45,29 @@ class TokenizedDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.max_length = max_length
         self.seed = seed
-        self.positions = positions_of(train)  # record i's position in its file, for error messages
+        self.source: str = getattr(self, "source", "train")
+        self._train = train  # where each record came from, for `where` while validating
+        if not train:
+            raise DataError(f"{self.source}: no training records (expected at least one)")
         self.records = self.validate(list(train))
         self.removed: dict[str, int] = {}
         filters = {name: f for name, f in (selection or {}).items() if f is not None}
         if filters:
             views = [self.view(r) for r in self.records]
             self.records, self.removed = select(self.records, views, filters)
+            if not self.records:
+                raise DataError(
+                    f"{self.source}: data.selection removed all {len(views)} records ({self.removed})"
+                )
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.train_examples: list[dict[str, list[int]]] = []
         self.truncated = 0  # examples cut to max_length
         self.truncated_tokens = 0  # tokens those cuts dropped
+        self.unlearnable = 0  # examples left with no supervised token by the cut
 
     def where(self, i: int) -> str:
-        """'<source>: record <n>' for the i-th record, n its position in the file (a held-out
-        split leaves gaps)."""
-        return f"{getattr(self, 'source', 'train')}: record {self.positions[i]}"
+        """Where training record `i` came from: `file:line` (1-based) or `source: record i+1`."""
+        return place(self._train, i, self.source)
 
     def count_truncation(self, length: int) -> None:
         """Count an example of `length` tokens that `max_length` cuts, and the tokens it loses."""
@@ -77,6 +84,7 @@ class TokenizedDataModule(L.LightningDataModule):
         out: dict[str, Any] = {
             "train_examples": len(self.train_examples),
             "train_examples_truncated": self.truncated,
+            "train_examples_unlearnable": self.unlearnable,  # every supervised token cut away
             "train_tokens_truncated": self.truncated_tokens,
         }
         return out | {f"data/removed/{name}": n for name, n in self.removed.items()}
@@ -89,10 +97,30 @@ class TokenizedDataModule(L.LightningDataModule):
         """Token ids and labels for the records."""
         raise NotImplementedError
 
+    def learnable(self, example: dict) -> bool:
+        """Whether a training example keeps a supervised token after `max_length` cuts it."""
+        labels = example.get("labels")
+        return labels is None or any(label != IGNORE_INDEX for label in labels)
+
+    def check_learnable(self) -> None:
+        """DataError when `max_length` leaves no example anything to learn: the run would train on
+        nothing and report a loss of 0; `self.unlearnable` counts the examples that lost everything."""
+        if not self.train_examples:
+            raise DataError(
+                f"{self.source}: no training examples after tokenization (data.max_length={self.max_length})"
+            )
+        self.unlearnable = sum(not self.learnable(e) for e in self.train_examples)
+        if self.unlearnable == len(self.train_examples):
+            raise DataError(
+                f"{self.source}: all {len(self.train_examples)} training examples lose every supervised "
+                f"token to data.max_length={self.max_length}: raise data.max_length or shorten the prompts"
+            )
+
     def attach_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Tokenize the records with the model's tokenizer."""
         self.tokenizer = tokenizer
         self.train_examples = self.encode(self.records)
+        self.check_learnable()
         if self.val_size:
             self.train_examples, self.val_examples = split_off(self.train_examples, self.val_size, self.seed)
 

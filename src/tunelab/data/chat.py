@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.core.config import DataError
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.data.formats import ROLES, to_messages
-from tunelab.data.sources import DataError
 
 __all__ = ["ROLES", "render_ids", "to_messages", "tokenize_chat"]
 

@@ -40,21 +40,17 @@ class ClassificationDataModule(TokenizedDataModule):
         self.source = source
         super().__init__(train, **kw)
 
-    def check(self, records: list[dict], where: str) -> list[dict]:
+    def validate(self, records: list[dict]) -> list[dict]:
         """Every record is `{text: str, label: int in [0, num_labels)}`; DataError names the first bad one."""
         for i, r in enumerate(records):
-            if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not r["text"]:
-                raise DataError(f"{where}: record {i}: expected a non-empty string field 'text'")
+            if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not r["text"].strip():
+                raise DataError(f"{self.where(i)}: expected a non-empty string field 'text'")
             label = r.get("label")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.num_labels:
                 raise DataError(
-                    f"{where}: record {i}: field 'label' must be an int in [0, {self.num_labels}), "
-                    f"got {label!r}"
+                    f"{self.where(i)}: field 'label' must be an int in [0, {self.num_labels}), got {label!r}"
                 )
         return records
-
-    def validate(self, records: list[dict]) -> list[dict]:
-        return self.check(records, self.source)
 
     def encode(self, records: list[dict]) -> list[dict]:
         examples = []

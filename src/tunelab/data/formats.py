@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tunelab.data.sources import DataError
+from tunelab.core.config import DataError
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -43,6 +43,33 @@ def _turns(record: dict, key: str, where: str) -> list:
     return value
 
 
+def _check_turns(messages: Messages, field: str, where: str) -> None:
+    """Roles in the order every chat template accepts: an optional system turn first, then user and
+    assistant alternating from a user turn; every assistant answer non-blank."""
+    expected = "user"
+    for i, m in enumerate(messages):
+        role = m["role"]
+        if role == "system" and i == 0:
+            continue
+        if role != expected:
+            want = "'system' only as the first turn" if role == "system" else f"a {expected!r} turn"
+            raise DataError(
+                f"{where}: field '{field}[{i}]': role {role!r} out of order (expected {want}; "
+                "user and assistant turns alternate, starting with user)"
+            )
+        if role == "assistant" and not m["content"].strip():
+            raise DataError(f"{where}: field '{field}[{i}]': blank assistant answer (expected text to learn)")
+        expected = "assistant" if role == "user" else "user"
+
+
+def _answer(record: dict, key: str, where: str) -> str:
+    """The assistant answer `record[key]`: a non-blank string."""
+    value = _string(record, key, where)
+    if not value.strip():
+        raise DataError(f"{where}: field {key!r}: blank answer (expected text to learn)")
+    return value
+
+
 def _with_system(messages: Messages, record: dict, key: str, where: str) -> Messages:
     """Prepend the record's top-level system prompt (`key`), if any and if the chat has none."""
     system = _string(record, key, where, optional=True)
@@ -64,6 +91,7 @@ def openai_messages(record: dict, where: str) -> Messages:
             got = type(m.get("content")).__name__
             raise DataError(f"{where}: field '{field}.content': expected a string, got {got}")
         messages.append({"role": m["role"], "content": m["content"]})
+    _check_turns(messages, "messages", where)
     return _with_system(messages, record, "system", where)
 
 
@@ -83,6 +111,7 @@ def sharegpt_messages(record: dict, where: str) -> Messages:
             got = type(turn.get("value")).__name__
             raise DataError(f"{where}: field '{field}.value': expected a string, got {got}")
         messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
+    _check_turns(messages, "conversations", where)
     return _with_system(messages, record, "system", where)
 
 
@@ -93,7 +122,7 @@ def alpaca_messages(record: dict, where: str) -> Messages:
     """
     instruction = _string(record, "instruction", where)
     extra = _string(record, "input", where, optional=True)
-    output = _string(record, "output", where)
+    output = _answer(record, "output", where)
     user = f"{instruction}\n\n{extra}" if extra else instruction
     messages = [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return _with_system(messages, record, "system", where)
@@ -104,7 +133,7 @@ def orca_messages(record: dict, where: str) -> Messages:
     explanation trace that the response holds; both pass through the chat template."""
     messages = [
         {"role": "user", "content": _string(record, "question", where)},
-        {"role": "assistant", "content": _string(record, "response", where)},
+        {"role": "assistant", "content": _answer(record, "response", where)},
     ]
     return _with_system(messages, record, "system_prompt", where)
 
@@ -113,7 +142,7 @@ def prompt_completion_messages(record: dict, where: str) -> Messages:
     """`{"prompt", "completion"}` as a two-turn chat, optional `system`."""
     messages = [
         {"role": "user", "content": _string(record, "prompt", where)},
-        {"role": "assistant", "content": _string(record, "completion", where)},
+        {"role": "assistant", "content": _answer(record, "completion", where)},
     ]
     return _with_system(messages, record, "system", where)
 

@@ -19,8 +19,7 @@ from tunelab.data.base import TokenizedDataModule
 from tunelab.data.chat import ROLES, render_ids
 from tunelab.data.collate import pad_batch
 from tunelab.data.sampler import ResumableSampler
-from tunelab.data.sources import DataError, read_records
-from tunelab.data.split import positions_of
+from tunelab.data.sources import DataError, place, read_records
 
 Messages = list[dict[str, str]]
 
@@ -60,13 +59,24 @@ def split_implicit_prompt(record: dict) -> dict:
     return {"prompt": chosen[:n], "chosen": chosen[n:], "rejected": rejected[n:]} if n else record
 
 
+def _not_blank(messages: Messages, where: str) -> Messages:
+    if not "".join(m["content"] for m in messages).strip():
+        raise DataError(f"{where}: blank (expected text)")
+    return messages
+
+
 def pair_record(record: dict, where: str) -> dict[str, Messages]:
-    """A validated `{prompt, chosen, rejected}` record, every field as chat messages."""
+    """A validated `{prompt, chosen, rejected}` record, every field as chat messages; the two
+    completions non-blank and different (an equal pair has no preference to learn)."""
     record = split_implicit_prompt(record) if isinstance(record, dict) else record
     out = {"prompt": as_messages(_field(record, "prompt", where), "user", f"{where}: field 'prompt'")}
     for name in ("chosen", "rejected"):
         value = _field(record, name, where)
-        out[name] = as_messages(value, "assistant", f"{where}: field {name!r}")
+        out[name] = _not_blank(
+            as_messages(value, "assistant", f"{where}: field {name!r}"), f"{where}: field {name!r}"
+        )
+    if out["chosen"] == out["rejected"]:
+        raise DataError(f"{where}: fields 'chosen' and 'rejected' are equal (expected two different answers)")
     return out
 
 
@@ -80,6 +90,7 @@ def unpaired_records(record: dict, where: str) -> list[dict]:
         ]
     prompt = as_messages(_field(record, "prompt", where), "user", f"{where}: field 'prompt'")
     completion = as_messages(_field(record, "completion", where), "assistant", f"{where}: field 'completion'")
+    _not_blank(completion, f"{where}: field 'completion'")
     label = _field(record, "label", where)
     if not isinstance(label, bool):
         raise DataError(f"{where}: field 'label': expected true (desirable) or false, got {label!r}")
@@ -131,14 +142,18 @@ class PreferenceDataModule(TokenizedDataModule):
     ) -> None:
         self.source = source
         self.heldout_records = [
-            pair_record(r, f"held-out {source}: record {n}")
-            for n, r in zip(positions_of(heldout or []), heldout or [], strict=True)
+            pair_record(r, place(heldout, i, f"held-out {source}")) for i, r in enumerate(heldout or [])
         ]
         self.heldout_examples: list[dict] = []
         super().__init__(train, **kw)
 
     def validate(self, records: list[dict]) -> list[dict]:
         return [pair_record(r, self.where(i)) for i, r in enumerate(records)]
+
+    def learnable(self, example: dict) -> bool:
+        """The cut row keeps a completion token, and the two cut completions still differ."""
+        room = self.max_length - len(example["prompt"])
+        return room > 0 and example["chosen"][:room] != example["rejected"][:room]
 
     def encode_pairs(self, records: list[dict]) -> list[dict[str, list[int]]]:
         examples = []
@@ -194,6 +209,9 @@ class UnpairedDataModule(PreferenceDataModule):
         for i, r in enumerate(records):
             out += unpaired_records(r, self.where(i))
         return out
+
+    def learnable(self, example: dict) -> bool:
+        return len(example["prompt"]) < self.max_length and bool(example["completion"])
 
     def encode(self, records: list[dict]) -> list[dict]:
         examples = []

@@ -28,11 +28,16 @@ def prompt_record(record: object, where: str, require_answer: bool = True) -> di
     answer = record.get("answer")
     if answer is None and not require_answer:
         answer = ""
-    if answer is None:
+    elif answer is None:
         raise DataError(f"{where}: expected a field 'answer' (the reference reply)")
-    if not isinstance(answer, str):
+    elif not isinstance(answer, str):
         raise DataError(f"{where}: field 'answer': expected a string, got {type(answer).__name__}")
-    return {"prompt": as_messages(record["prompt"], "user", f"{where}: field 'prompt'"), "answer": answer}
+    elif not answer.strip():
+        raise DataError(f"{where}: field 'answer': blank (expected the reference answer)")
+    prompt = as_messages(record["prompt"], "user", f"{where}: field 'prompt'")
+    if not "".join(m["content"] for m in prompt).strip():
+        raise DataError(f"{where}: field 'prompt': blank (expected a prompt to sample from)")
+    return {"prompt": prompt, "answer": answer}
 
 
 def collate_prompts(examples: list[dict], pad_id: int) -> dict[str, Tensor | list[str]]:

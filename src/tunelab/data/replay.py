@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from tunelab.core.config import ConfigError
 from tunelab.data.chat import tokenize_chat
 from tunelab.data.formats import to_messages
-from tunelab.data.sources import DataError
+from tunelab.data.sources import DataError, place
 from tunelab.data.text import pack_blocks
 
 Example = dict[str, list[int]]
@@ -59,11 +59,11 @@ class Replay:
         self.chats: list[list[dict]] = []
         self.added = 0
         if fraction > 0:
-            self._validate(records() if callable(records) else list(records), fmt)
+            self._validate(records() if callable(records) else records, fmt)
 
     def _validate(self, records: list[dict], fmt: str) -> None:
         for i, record in enumerate(records):
-            where = f"{self.source}: record {i}"
+            where = place(records, i, self.source)
             if isinstance(record, dict) and "text" in record:
                 if not isinstance(record["text"], str):
                     raise DataError(f"{where}: field 'text': expected a string")

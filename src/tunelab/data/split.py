@@ -19,11 +19,14 @@ PARTS = ("train", "test")
 
 class SplitRecords(list):
     """Records of one part of a split, with each record's 0-based position in its file
-    (`positions`), so that an error names the record as the file numbers it."""
+    (`positions`) and, where the reader knew it, its place (`places`: `file:line`, 1-based), so
+    that an error names the record as the file numbers it (tunelab.data.sources.place)."""
 
-    def __init__(self, records: list[dict], positions: list[int]) -> None:
+    def __init__(self, records: list[dict], positions: list[int], places: list[str] | None = None) -> None:
         super().__init__(records)
         self.positions = positions
+        if places is not None:
+            self.places = places
 
 
 def positions_of(records: list) -> list[int]:
@@ -71,7 +74,10 @@ def read_split(
         records = read_records(path, split)
         train, test = split_indices(len(records), test_size, seed)
         positions = train if part == "train" else test
-        records = [records[i] for i in positions]
+    places = getattr(records, "places", None)
+    places = [places[i] for i in positions] if places is not None else None
+    records = [records[i] for i in positions]
     if part == "train" and limit is not None:
         records, positions = records[:limit], positions[:limit]
-    return SplitRecords(records, positions)
+        places = places[:limit] if places is not None else None
+    return SplitRecords(records, positions, places)

@@ -36,7 +36,9 @@ class TextDataModule(TokenizedDataModule):
     def validate(self, records: list[dict]) -> list[dict]:
         for i, record in enumerate(records):
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise DataError(f"{self.source}: record {i}: field 'text': expected a string")
+                raise DataError(f"{self.where(i)}: field 'text': expected a string")
+            if not record["text"].strip():
+                raise DataError(f"{self.where(i)}: field 'text': blank (expected text to train on)")
         return records
 
     def view(self, record: dict) -> View:

@@ -26,8 +26,7 @@ from tunelab.data.collate import pad_batch
 from tunelab.data.formats import to_messages
 from tunelab.data.preference import pair_record, split_ids
 from tunelab.data.prompts import prompt_record
-from tunelab.data.sources import DataError
-from tunelab.data.split import positions_of
+from tunelab.data.sources import DataError, place
 from tunelab.evaluation.exact_match import generate
 from tunelab.models.modes import in_eval_mode
 
@@ -102,8 +101,8 @@ class HeldoutTask:
     def __post_init__(self) -> None:
         # Here, so a bad record or match setting stops the run before the model loads.
         self.matcher = AnswerMatcher(self.match, self.pattern, self.normalize)
-        chosen = list(zip(positions_of(self.records), self.records, strict=True))[: self.limit]
-        self.items = [prompt_and_reference(r, f"{self.source}: record {n}", self.format) for n, r in chosen]
+        chosen = [(place(self.records, i, self.source), r) for i, r in enumerate(self.records)][: self.limit]
+        self.items = [prompt_and_reference(r, where, self.format) for where, r in chosen]
 
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"nll", "perplexity", "tokens", "accuracy", "n", "samples"}` (no items: `{"n": 0}`)."""

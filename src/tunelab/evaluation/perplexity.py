@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.data.sources import DataError, read_records
+from tunelab.data.sources import DataError, place, read_records
 from tunelab.models.modes import in_eval_mode
 from tunelab.world import tasks
 
@@ -91,10 +91,11 @@ class PerplexityTask:
         """The held-out texts; DataError names the record of a file that has no usable `text`."""
         if self.path is None:
             return heldout_documents(list(self.tasks), self.n_docs, split=self.split)
-        records = read_records(self.path)[: self.n_docs]
-        for i, record in enumerate(records, start=1):
-            if not isinstance(record.get("text"), str) or not record["text"]:
-                raise DataError(f"{self.path}: record {i}: expected a non-empty string field 'text'")
+        records = read_records(self.path, limit=self.n_docs)
+        for i, record in enumerate(records):
+            if not isinstance(record.get("text"), str) or not record["text"].strip():
+                where = place(records, i, self.path)
+                raise DataError(f"{where}: expected a non-empty string field 'text'")
         if not records:
             raise DataError(f"{self.path}: no records; expected {{'text': ...}} records")
         return [r["text"] for r in records]

@@ -39,6 +39,7 @@ class TuneLabModule(L.LightningModule):
         self.step_metrics: dict[str, list[Tensor]] = {}
         self.train_tokens = torch.zeros((), dtype=torch.long)
         self.fit_seconds = 0.0
+        self.fit_seconds_before = 0.0  # training seconds before a resume (callbacks.totals)
         self._fit_started = 0.0
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -81,7 +82,7 @@ class TuneLabModule(L.LightningModule):
         self._fit_started = time.perf_counter()
 
     def on_train_end(self) -> None:
-        self.fit_seconds = time.perf_counter() - self._fit_started
+        self.fit_seconds = self.fit_seconds_before + time.perf_counter() - self._fit_started
 
     def configure_optimizers(self) -> dict:
         if self.param_groups is not None:

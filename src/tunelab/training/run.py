@@ -32,9 +32,10 @@ from torch import nn
 
 from tunelab.adapters.base import Adapter, count_parameters
 from tunelab.core.config import ConfigError, instantiate_clearly
-from tunelab.core.io import write_json_atomic
+from tunelab.core.io import is_disk_full, remove_partial_files, write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
 from tunelab.core.provenance import run_provenance
+from tunelab.core.schema import validate as validate_config
 from tunelab.data.base import build_data
 from tunelab.evaluation.preference import evaluate_preferences
 from tunelab.evaluation.runner import build_eval_tasks, deltas, evaluate
@@ -46,8 +47,10 @@ from tunelab.scaling.measure import allocated_bytes, peak_memory
 from tunelab.scaling.model_levers import build_adapter_for, enable_gradient_checkpointing
 from tunelab.scaling.speed import apply_speed, check_speed
 from tunelab.scaling.strategies import gather_full_model, is_primary_process
+from tunelab.training.callbacks import integrity
 from tunelab.training.callbacks.faults import fault_callbacks
 from tunelab.training.callbacks.guards import TrainingGuards
+from tunelab.training.callbacks.lock import RunLock
 from tunelab.training.callbacks.neftune import neftune_callbacks
 from tunelab.training.callbacks.preemption import PreemptionCheckpoint, requeue_plan
 from tunelab.training.callbacks.progress import StepProgressBar
@@ -57,6 +60,8 @@ from tunelab.training.callbacks.resume import (
     data_fingerprint,
     previous_config_diff,
 )
+from tunelab.training.callbacks.signals import install_startup_handlers
+from tunelab.training.callbacks.totals import RunTotals, previous_config
 from tunelab.training.loggers import finish_wandb
 from tunelab.training.module import TuneLabModule
 from tunelab.training.report import merged_reports
@@ -109,15 +114,15 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
 RESUME_MAY_CHANGE = {
     "resume", "resume_force", "preemption", "faults", "eval", "logger", "checkpoint_every", "name",
     "optimized_metric", "output_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+    "debug", "guards",
 }  # fmt: skip
 
 
 def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
     """Stop a resume whose training config differs from the one that wrote the checkpoint."""
-    previous_file = ckpt_path.parent.parent / "config.yaml"
-    if cfg.resume_force or not previous_file.is_file():
+    previous, previous_file = (None, "") if cfg.resume_force else previous_config(ckpt_path)
+    if previous is None:
         return
-    previous = OmegaConf.to_container(OmegaConf.load(previous_file), resolve=True)
     changed = previous_config_diff(previous, OmegaConf.to_container(cfg, resolve=True), RESUME_MAY_CHANGE)
     if changed:
         raise ConfigError(
@@ -134,6 +139,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / CHECKPOINT_DIR,
         every_n_train_steps=cfg.checkpoint_every,
+        enable_version_counter=False,  # a moved run dir overwrites last.ckpt, never writes last-v1.ckpt
         save_last=True,
         save_top_k=1,
     )
@@ -152,6 +158,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None =
 def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> list[Callback]:
     """Exact-resume state, the preemption handler and any configured fault injection."""
     callbacks: list[Callback] = [ResumeState(data_sha256, force=cfg.resume_force)]
+    callbacks.append(RunTotals(OmegaConf.to_yaml(cfg, resolve=True)))  # whole-run totals, config
     if cfg.preemption.signal:
         last = out_dir / CHECKPOINT_DIR / "last.ckpt"
         callbacks.append(PreemptionCheckpoint(cfg.preemption.signal, last))
@@ -160,7 +167,7 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path, data_sha256: str) -> l
 
 def prepare(cfg: DictConfig) -> RunParts:
     """Stage 1: build everything the config names; config and data errors stop the run here."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
     compat.check(cfg)  # precision x quantization x adapter x optimizer x strategy x this machine
     data = build_data(cfg.data)  # bad records raise DataError here, before the model loads
     objective = instantiate(cfg.objective)
@@ -323,6 +330,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     out_dir = output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out_dir).acquire()  # before metrics.json: a second process must not touch it
     metrics: dict[str, Any] = {
         "status": "running",
         "objective": cfg.objective.name,
@@ -334,7 +342,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **run_provenance(cfg),  # git commit/dirty, package versions, hardware, config hash
     }
     try:
-        ckpt_path = resume_checkpoint(cfg, out_dir)
+        validate_config(cfg)  # types and ranges of every knob, before anything heavy runs
+        install_startup_handlers(cfg.preemption.signal)  # SIGTERM and preemption from here on
+        ckpt_path = integrity.verified(resume_checkpoint(cfg, out_dir))  # sha256; else the previous one
         if ckpt_path is not None:  # before config.yaml is replaced: it describes the checkpoint
             refuse_changed_config(cfg, Path(ckpt_path))
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -345,12 +355,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["status"] = result.get("status", "completed")  # or "preempted": requeued to resume
     except BaseException as err:
         metrics |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        if is_disk_full(err):  # no .tmp or 0-byte file may pass for a saved artifact
+            metrics["removed_partial_files"] = remove_partial_files(out_dir)
         raise
     finally:
         finish_wandb()
         metrics |= peak_memory()
         metrics["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(out_dir / "metrics.json", metrics)
+        lock.release()
     print_summary(out_dir, metrics)
     return metrics
 

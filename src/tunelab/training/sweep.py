@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from tunelab.core.config import USER_ERRORS
+from tunelab.core.schema import validate as validate_config
+from tunelab.training.callbacks.signals import Terminated
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +28,48 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+USER_ERROR_EXIT = 2  # a bad config or data file: the user fixes the command, nothing crashed
+
+
+def wants_traceback(cfg: DictConfig) -> bool:
+    """Tracebacks for user errors only on request: HYDRA_FULL_ERROR=1 or `debug=true`."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or bool(cfg.get("debug", False))
+
+
+def one_line(err: BaseException) -> str:
+    """`ConfigError: <message>` on one line (a message's own newlines become spaces)."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
 def run_job(cfg: DictConfig) -> float | None:
     """The Hydra task: train, and return `cfg.optimized_metric` for hyper-parameter sweepers.
 
     In a sweep a failed job is recorded (metrics.json says "failed" with the error) and the
-    sweep goes on; a single run re-raises so the process exits non-zero.
+    sweep goes on; a single run exits non-zero: a user error (ConfigError, DataError) with one line
+    on stderr and exit code 2, any other error with its traceback.
     """
     from tunelab.core.quiet import quiet_libraries
 
     quiet_libraries()  # again here: launchers such as joblib run jobs in fresh worker processes
-    from tunelab.training.run import train  # heavy; the sweep callback below must stay light
-
     try:
+        if not in_multirun():  # a bad value answers before the heavy imports (a sweep job records it)
+            validate_config(cfg)
+        from tunelab.training.run import train  # heavy; the sweep callback below must stay light
+
         metrics = train(cfg)
+    except USER_ERRORS as err:
+        if in_multirun():
+            log.error("sweep job refused: %s; the remaining jobs still run", one_line(err))
+            return math.nan
+        if wants_traceback(cfg):
+            traceback.print_exc()
+        print(f"tunelab: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None
+    except Terminated:
+        if in_multirun():  # a SIGTERM stops the whole sweep: say which jobs never ran
+            print(f"sweep stopped by SIGTERM in job {cfg.get('name')!r}: the remaining jobs did not run",
+                  file=sys.stderr)  # fmt: skip
+        raise
     except Exception:
         if not in_multirun():
             raise

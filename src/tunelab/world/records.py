@@ -78,7 +78,9 @@ def _wrong_copy(ex: tasks.Example, rng: random.Random) -> str:
     """The input text copied in the wrong direction: reversal's and repeat's commonest mistake."""
     wrong = ex.answer[::-1]
     if wrong == ex.answer:  # a palindrome: swap its first two characters instead
-        wrong = wrong[1] + wrong[0] + wrong[2:]
+        wrong = wrong[1:2] + wrong[0] + wrong[2:]
+    if wrong == ex.answer:  # one character repeated ("aa"): change the last one
+        wrong = wrong[:-1] + ("b" if wrong[-1] != "b" else "a")
     return wrong
 
 

@@ -1,7 +1,9 @@
-"""Stop a run that trains on garbage: non-finite losses or gradients, batches with nothing to learn."""
+"""Stop a run that trains on garbage: non-finite losses or gradients, exploding weights, batches with
+nothing to learn."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -23,13 +25,41 @@ class TrainingGuards(Callback):
     The last good checkpoint stays where it is (ModelCheckpoint never saves after the error).
     """
 
-    def __init__(self, zero_token_batch_limit: int = 10) -> None:
+    def __init__(self, zero_token_batch_limit: int = 10, max_weight_norm: float | None = 1e6) -> None:
         self.zero_token_batch_limit = zero_token_batch_limit
+        self.max_weight_norm = max_weight_norm
         self.zero_token_batches = 0
 
     def report(self) -> dict[str, Any]:
         """How many training batches had no supervised token."""
         return {"zero_token_batches": self.zero_token_batches}
+
+    def check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
+        """NonFiniteError when a trained weight is non-finite or its norm exceeds `max_weight_norm`.
+
+        Run before every checkpoint and before the trained model is saved, never per step: a step
+        can write finite but exploding weights (1e37) that the loss and gradient checks miss, and
+        they must not replace the last good checkpoint. Norms in float64: a float16 weight's norm
+        can overflow where the weight itself is fine.
+        """
+        updated = {id(p) for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]}
+        for name, p in pl_module.named_parameters():
+            if id(p) not in updated:
+                continue
+            w = p.to_local() if hasattr(p, "to_local") else p
+            norm = float(torch.linalg.vector_norm(w.detach().double()))
+            if not math.isfinite(norm) or (self.max_weight_norm is not None and norm > self.max_weight_norm):
+                raise NonFiniteError(
+                    f"weight {name} has norm {norm:.3g} {when} at step {trainer.global_step} "
+                    f"(guards.max_weight_norm={self.max_weight_norm}): training diverged; "
+                    "the last good checkpoint is kept"
+                )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.check_weights(trainer, pl_module, "before a checkpoint")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check_weights(trainer, pl_module, "after training")
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -24,6 +24,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from tunelab.training.callbacks.signals import early_requests
+
 
 class PreemptionCheckpoint(Callback):
     """Turns a signal into: checkpoint after the current step, then stop training."""
@@ -31,7 +33,7 @@ class PreemptionCheckpoint(Callback):
     def __init__(self, signal_name: str, checkpoint_path: Path) -> None:
         self.signum = signal.Signals[signal_name]
         self.checkpoint_path = checkpoint_path
-        self.requested = False
+        self.requested = self.signum in early_requests  # the signal came while the run started up
         self.preempted_at_step: int | None = None
         self.previous_handler = None
 

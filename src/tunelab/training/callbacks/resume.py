@@ -26,6 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from tunelab.core.config import ConfigError
 from tunelab.data.sampler import ResumableSampler
+from tunelab.training.callbacks import integrity
 
 
 def rng_states() -> dict[str, Any]:
@@ -113,7 +114,8 @@ class ResumeState(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to `<name>.tmp`, syncs it, then renames it over `<name>`.
+    """Writes a checkpoint to `<name>.tmp`, syncs it, then renames it over `<name>`, with its sha256
+    in `<name>.sha256` and the checkpoint it replaced kept as `<name>.prev` (see `integrity`).
 
     A crash while writing leaves the previous checkpoint whole. `kill_while_saving_step` is fault
     injection for the reliability tests: the process SIGKILLs itself half-way through writing the
@@ -133,15 +135,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _write(self, checkpoint: dict[str, Any], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as fh:
-            torch.save(checkpoint, fh)
-            if checkpoint.get("global_step") == self.kill_while_saving_step:
-                fh.truncate(fh.tell() // 2)
+        try:
+            with tmp.open("wb") as fh:
+                writer = integrity.HashingWriter(fh)
+                torch.save(checkpoint, writer)
+                if checkpoint.get("global_step") == self.kill_while_saving_step:
+                    fh.truncate(fh.tell() // 2)
+                    fh.flush()
+                    os.kill(os.getpid(), 9)
                 fh.flush()
-                os.kill(os.getpid(), 9)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+                os.fsync(fh.fileno())
+            integrity.commit(tmp, path, writer.digest.hexdigest())
+        finally:  # a failed write (disk full) leaves no .tmp behind; the previous checkpoint stays
+            tmp.unlink(missing_ok=True)
+
+    def remove_checkpoint(self, path) -> None:
+        integrity.remove(Path(path))
 
 
 def previous_config_diff(previous: dict, current: dict, ignored: set[str]) -> list[str]:
