@@ -80,7 +80,8 @@ def check_plain_option(cfg, group: str, option: str, tmp_path: Path) -> None:
         assert set(cfg.eval.tasks) == EVAL_TASKS[option]
     elif group == "logger":  # CSV always, the named logger beside it
         assert set(cfg.logger) == LOGGERS[option]
-        assert type(instantiate(cfg.logger.csv, save_dir=str(tmp_path))).__name__ == "CSVLogger"
+        # tunelab's CSV logger: Lightning's, keeping earlier rows across a resume
+        assert type(instantiate(cfg.logger.csv, save_dir=str(tmp_path))).__name__ == "ResumableCSVLogger"
     elif group == "trainer":
         assert instantiate(cfg.trainer, logger=False, enable_checkpointing=False).max_steps == 600
     elif group == "model" and option not in HUB_MODELS:

@@ -101,5 +101,5 @@ def test_a_bad_record_is_named_by_its_position_in_the_file_after_the_split(tmp_p
     train = read_split(str(path), "train", test_size=3, seed=0)
     held = set(range(10)) - set(train.positions)
     assert 7 not in held and min(held) < 7  # records before the bad one were held out
-    with pytest.raises(DataError, match=r"d\.jsonl: record 7: "):
+    with pytest.raises(DataError, match=r"d\.jsonl:8: "):  # record 7 (0-based) is the file's line 8
         SFTDataModule(train, source=str(path))

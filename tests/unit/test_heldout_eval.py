@@ -25,7 +25,7 @@ def test_records_of_every_kind_give_prompt_and_reference():
     pair = {"prompt": "q", "chosen": "good", "rejected": "bad"}
     assert prompt_and_reference(pair, "r") == ([{"role": "user", "content": "q"}], "good")
     assert prompt_and_reference({"prompt": "q", "answer": "7"}, "r")[1] == "7"
-    with pytest.raises(DataError, match="held-out: record 1: no assistant turn"):
+    with pytest.raises(DataError, match="held-out: record 2: no assistant turn"):
         HeldoutTask([chat, {"messages": [{"role": "user", "content": "q"}]}], source="held-out")
 
 

@@ -122,7 +122,8 @@ KNOBS: list[Knob] = [
     positive("optimizer.optimizer.lr"),
     non_negative("optimizer.optimizer.weight_decay"),
     count("optimizer.scheduler.num_warmup_steps"),
-    positive_int("adapter.peft_config.r"),
+    # 0 is how OFT/BOFT say "sized by oft_block_size"; `rank` (what LoRA-family r reads) stays >= 1
+    count("adapter.peft_config.r"),
     positive("adapter.peft_config.lora_alpha"),
     probability("adapter.peft_config.lora_dropout"),
     positive_int("adapter.rank"),

@@ -24,7 +24,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from tunelab.training.callbacks.signals import early_requests
+from tunelab.training.callbacks.signals import early_requests, original_handler
 
 
 class PreemptionCheckpoint(Callback):
@@ -85,7 +85,7 @@ def requeue_slurm_job(signal_name: str) -> None:
     if not job_id:
         return
     signum = signal.Signals[signal_name]
-    handler = signal.getsignal(signum)
+    handler = original_handler(signum)  # submitit's, not tunelab's start-up handler
     if under_submitit() and callable(handler):
         handler(signum, None)  # submitit: checkpoint its job description, scontrol requeue, sys.exit
         return

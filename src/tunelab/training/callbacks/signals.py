@@ -27,6 +27,9 @@ class Terminated(SystemExit):
 
 # Preemption signals received before PreemptionCheckpoint exists (model loading, evaluation).
 early_requests: set[int] = set()
+# The handlers that were installed before tunelab's (submitit's, under hydra/launcher=slurm): the
+# preemption path hands the signal back to them once the checkpoint is written.
+original_handlers: dict[int, object] = {}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -42,4 +45,12 @@ def install_startup_handlers(preemption_signal: str | None) -> None:
     early_requests.clear()
     signal.signal(signal.SIGTERM, _terminate)
     if preemption_signal:
-        signal.signal(signal.Signals[preemption_signal], _remember)
+        signum = signal.Signals[preemption_signal]
+        previous = signal.signal(signum, _remember)
+        if previous is not _remember:  # a second run in one process keeps the first original
+            original_handlers[signum] = previous
+
+
+def original_handler(signum: int) -> object:
+    """The handler `signum` had before tunelab's start-up handler (else the current one)."""
+    return original_handlers.get(signum, signal.getsignal(signum))
