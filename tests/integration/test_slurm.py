@@ -74,6 +74,17 @@ def job_field(job_id: str, key: str) -> str:
     return fields[key]
 
 
+def final_state(job_id: str, timeout_s: float = 60) -> str:
+    """The job's state once it has ended: its result can be written (and the launcher return) while
+    SLURM still shows the job RUNNING, then COMPLETING during cleanup."""
+    deadline = time.monotonic() + timeout_s
+    state = job_field(job_id, "JobState")
+    while state in ("RUNNING", "COMPLETING") and time.monotonic() < deadline:
+        time.sleep(1)
+        state = job_field(job_id, "JobState")
+    return state
+
+
 def submitit_job_dirs(sweep_dir: Path) -> list[str]:
     """SLURM job ids of a sweep, from submitit's log folders (<array id>_<task>, or <id> for one job)."""
     return sorted(p.parent.name for p in (sweep_dir / ".submitit").glob("*/*_log.out"))
@@ -136,6 +147,7 @@ def test_slurm_sweep_records_a_failed_job_and_requeues_a_preempted_one(tmp_path,
         job_id = submitit_job_dirs(sweep_dir)[1]  # <array id>_1
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
         output = sweep.communicate(timeout=JOB_TIMEOUT_S)[0].decode()
+        state = final_state(job_id)  # before the clean-up below could cancel a job still completing
     finally:
         sweep.kill()
         if job_id:
@@ -144,14 +156,15 @@ def test_slurm_sweep_records_a_failed_job_and_requeues_a_preempted_one(tmp_path,
     assert "1 of 2 sweep jobs did not complete" in output, output[-3000:]  # ... the lr=-1 one only
     # squeue, not sacct, answers job states here: no warning block per poll
     assert "Bypassing sacct error" not in output and "job states come from squeue" in output
-    # the run directories a local sweep names: <job number>_<overrides>
+    # the run directories a local sweep names: <job number>_<overrides, made short>; the full
+    # overrides are in each metrics.json
     failed_run, preempted_run = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
-    assert failed_run.name.startswith("0_") and "lr=-1," in failed_run.name
-    assert preempted_run.name.startswith("1_") and "lr=0.001," in preempted_run.name
+    assert failed_run.name.startswith("0_") and "lr=-1" in read_metrics(failed_run)["overrides"]
+    assert preempted_run.name.startswith("1_") and "lr=0.001" in read_metrics(preempted_run)["overrides"]
     failed, metrics = read_metrics(failed_run), read_metrics(preempted_run)
     assert failed["status"] == "failed" and "lr=-1: expected a number > 0" in failed["error"]  # the schema
 
-    assert job_field(job_id, "Restarts") == "1" and job_field(job_id, "JobState") == "COMPLETED"
+    assert job_field(job_id, "Restarts") == "1" and state == "COMPLETED"
     assert metrics["status"] == "completed" and 4 <= metrics["resumed_from_step"] < 60
     job_log = (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
     assert "this job is preempted" in job_log and "Requeued job" in job_log  # submitit's own path
@@ -194,7 +207,7 @@ def test_sbatch_job_signalled_before_preemption_is_requeued_and_resumes_exactly(
     subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
 
     wait_for(lambda: job_field(job_id, "JobState") in ENDED, f"job {job_id} to end")
-    assert job_field(job_id, "JobState") == "COMPLETED", log.read_text()[-3000:]
+    assert final_state(job_id) == "COMPLETED", log.read_text()[-3000:]
     assert job_field(job_id, "Restarts") == "1"  # requeued once, by tunelab's scontrol requeue
     metrics = read_metrics(run)
     assert metrics["status"] == "completed", log.read_text()[-3000:]
