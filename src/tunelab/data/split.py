@@ -29,11 +29,6 @@ class SplitRecords(list):
             self.places = places
 
 
-def positions_of(records: list) -> list[int]:
-    """Each record's position in its file: `SplitRecords.positions`, else 0, 1, 2, ..."""
-    return list(getattr(records, "positions", range(len(records))))
-
-
 def held_out_count(test_size: float, n: int) -> int:
     """Records held out of `n`: `test_size` itself when >= 1, else that fraction (at least one)."""
     if test_size < 0:
