@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -20,11 +19,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import tunelab  # noqa: F401  (registers the config resolvers)
 from tests.conftest import ROOT
-from tests.unit.adapter_helpers import adapted_tiny
+from tests.unit.adapter_helpers import Fit, fit_adapter
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters, decoder_layers
 from tunelab.core.config import ConfigError
 from tunelab.scaling.measure import allocated_bytes
-from tunelab.training.module import TuneLabModule
 
 # The options with a hand formula below; the rest of peft's tuners are tested against peft's own
 # count in test_peft_zoo.py (which also checks that every yaml is tested by one of the two).
@@ -153,26 +151,6 @@ def expected_trainable(name: str, s: Shapes) -> int:
 # ---------- one in-process fit per adapter, shared by the tests ----------
 
 
-@dataclass
-class Fit:
-    cfg: object
-    adapter: object
-    model: torch.nn.Module
-    frozen_before: dict[str, torch.Tensor]
-    batch: dict[str, torch.Tensor]
-    loss_before: float
-    loss_after: float
-    trainable: int
-    optimizer: torch.optim.Optimizer
-    callbacks: list
-
-
-def batch_loss(objective, model, batch) -> float:
-    model.eval()
-    with torch.no_grad():
-        return objective(model, batch).loss.item()
-
-
 def logits(model, batch) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -182,32 +160,7 @@ def logits(model, batch) -> torch.Tensor:
 @cache
 def fit(name: str) -> Fit:
     """Apply `adapter=name` to the tiny base and run STEPS optimizer steps at constant lr."""
-    cfg = compose_adapter(name)
-    built = adapted_tiny(cfg)
-    data, objective, adapter, model = built.data, built.objective, built.adapter, built.model
-    trainable, _ = count_parameters(model)
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
-    batch = next(iter(data.train_dataloader()))
-    loss_before = batch_loss(objective, model, batch)
-    module = TuneLabModule(
-        model, objective, optimizer=instantiate(cfg.optimizer.optimizer), param_groups=adapter.param_groups
-    )
-    recorder = LayerRecorder()
-    callbacks = [*adapter.callbacks(), recorder]
-    trainer = L.Trainer(
-        max_steps=STEPS,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-    )
-    trainer.fit(module, datamodule=data)
-    return Fit(
-        cfg, adapter, model, frozen, batch, loss_before, batch_loss(objective, model, batch),
-        trainable, trainer.optimizers[0], callbacks,
-    )  # fmt: skip
+    return fit_adapter(compose_adapter(name), STEPS, extra_callbacks=(LayerRecorder(),))
 
 
 class LayerRecorder(Callback):

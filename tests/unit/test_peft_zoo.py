@@ -7,10 +7,8 @@ bit-identical, save -> reload gives the same logits, and export merges exactly o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
@@ -18,12 +16,11 @@ from peft import get_peft_model
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import ROOT
-from tests.unit.adapter_helpers import adapted_tiny
-from tests.unit.test_adapters import HAND_COUNTED, batch_loss, compose_adapter, logits, skip_if_no_bnb
-from tunelab.adapters.base import ExportError, build_adapter, count_parameters
+from tests.unit.adapter_helpers import Fit, fit_adapter
+from tests.unit.test_adapters import HAND_COUNTED, compose_adapter, logits, skip_if_no_bnb
+from tunelab.adapters.base import ExportError, build_adapter
 from tunelab.adapters.peft_adapter import PeftAdapter, PromptLearningAdapter
 from tunelab.core.config import ConfigError
-from tunelab.training.module import TuneLabModule
 
 YAMLS = sorted(p.stem for p in (ROOT / "conf" / "adapter").glob("*.yaml"))
 MIXTURES = {"xlora"}  # built from trained experts: tests/unit/test_lora_mixtures.py
@@ -32,37 +29,10 @@ STEPS = 4
 OVERRIDES = ["data.train.size=16", "data.batch_size=4", f"trainer.max_steps={STEPS}", "rank=4"]
 
 
-@dataclass
-class Fit:
-    cfg: object
-    adapter: PeftAdapter
-    model: torch.nn.Module
-    frozen_before: dict[str, torch.Tensor]
-    batch: dict[str, torch.Tensor]
-    loss_before: float
-    loss_after: float
-    trainable: int
-
-
 @cache
 def fit(name: str) -> Fit:
     """`adapter=name` on the tiny base, STEPS optimizer steps at the yaml's lr, its callbacks on."""
-    cfg = compose_adapter(name, *OVERRIDES)
-    built = adapted_tiny(cfg)
-    data, objective, adapter, model = built.data, built.objective, built.adapter, built.model
-    trainable, _ = count_parameters(model)
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
-    batch = next(iter(data.train_dataloader()))
-    before = batch_loss(objective, model, batch)
-    module = TuneLabModule(
-        model, objective, optimizer=instantiate(cfg.optimizer.optimizer), param_groups=adapter.param_groups
-    )
-    trainer = L.Trainer(
-        max_steps=STEPS, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=adapter.callbacks(),
-    )  # fmt: skip
-    trainer.fit(module, datamodule=data)
-    return Fit(cfg, adapter, model, frozen, batch, before, batch_loss(objective, model, batch), trainable)
+    return fit_adapter(compose_adapter(name, *OVERRIDES), STEPS)
 
 
 def peft_own_count(cfg) -> int:
