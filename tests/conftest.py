@@ -23,13 +23,16 @@ SMALL_RUN = [
 ]
 
 
-def run_train(
-    args: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
+def run_script(
+    script: str, args: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """`python train.py ARGS` in a subprocess; fails the test with its output if it fails."""
+    """`python SCRIPT ARGS` (a repo-root app: train.py, eval.py, compare.py) in a subprocess.
+
+    With `check`, a non-zero exit fails the test with the tail of its output.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1", **(env or {})}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(ROOT / script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -38,8 +41,15 @@ def run_train(
     )
     if check and proc.returncode != 0:
         tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        pytest.fail(f"train.py {' '.join(args)} exited {proc.returncode}:\n{tail}")
+        pytest.fail(f"{script} {' '.join(args)} exited {proc.returncode}:\n{tail}")
     return proc
+
+
+def run_train(
+    args: list[str], cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in a subprocess; fails the test with its output if it fails."""
+    return run_script("train.py", args, cwd=cwd, check=check, env=env)
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -1,32 +1,21 @@
 """`python compare.py comparison=smoke` end to end, then again: the cache reruns only a failed job."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_script
 from tunelab.world import tasks
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def compare(out_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "compare.py"), "comparison=smoke", f"output_dir={out_dir}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"compare.py exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+    """`python compare.py comparison=smoke output_dir=OUT ARGS`, one thread per job."""
+    args = ("comparison=smoke", f"output_dir={out_dir}", *args)
+    return run_script("compare.py", list(args), env={"OMP_NUM_THREADS": "1"})
 
 
 def item_prompts(split: str) -> set[str]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SMALL_RUN, read_metrics, run_train
+from tests.conftest import SMALL_RUN, read_metrics, run_script, run_train
 from tunelab.results.collect import collect_runs, group_rows
 
 # The same eval for every command, so that the scores can be compared across them (SMALL_RUN
@@ -29,17 +26,7 @@ SCORES = [
 
 def run_eval(args: list[str]) -> None:
     """`python eval.py ARGS` in a subprocess; fails the test with its output if it fails."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"eval.py {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-5000:]}")
+    run_script("eval.py", args)
 
 
 @pytest.mark.slow
