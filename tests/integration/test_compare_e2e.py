@@ -66,7 +66,7 @@ def test_equal_budget_and_provenance_in_every_run(smoke):
         metrics = json.loads(metrics_file.read_text())
         assert metrics["train_steps"] * 8 == 24  # smoke: 24 examples, batch 8, both arms
         assert len(metrics["data_sha256"]) == 64
-        assert set(metrics["provenance"]) == {"git", "packages", "hardware", "config_sha256"}
+        assert set(metrics["provenance"]) == {"git", "packages", "hardware", "config_sha256", "named_files"}
 
 
 def test_rerun_reuses_completed_jobs_and_reruns_a_failed_one(smoke):

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
 from tunelab.core.config import ConfigError
+from tunelab.core.provenance import named_files
 from tunelab.results import comparison
 from tunelab.results.comparison import TrainConfigs, plan_stage, run_stage
 from tunelab.world import asset_path, tasks
@@ -124,10 +125,13 @@ def test_validation_is_carved_from_train_and_disjoint_from_fit_and_test():
         assert not {e.prompt for e in val} & {e.prompt for e in test}
 
 
-def fake_run(out_dir: Path, rel: str, digest: str, status: str) -> None:
+def fake_run(out_dir: Path, rel: str, job, status: str) -> None:
+    """A run directory whose provenance is that of `job` (its config hash and named files)."""
     run = out_dir / rel
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"status": status, "provenance": {"config_sha256": digest}}))
+    files = named_files(CONFIGS.compose(job.overrides))
+    record = {"config_sha256": job.config_sha256, "named_files": files}
+    (run / "metrics.json").write_text(json.dumps({"status": status, "provenance": record}))
 
 
 @pytest.fixture
@@ -139,9 +143,9 @@ def launched(monkeypatch):
 
 def test_cache_reuses_completed_runs_and_reruns_failed_ones(tmp_path, launched):
     jobs = smoke_tune()
-    fake_run(tmp_path, "tune/lora/trial0", jobs[0].config_sha256, "completed")
-    fake_run(tmp_path, "elsewhere/x", jobs[1].config_sha256, "completed")  # found anywhere in the folder
-    fake_run(tmp_path, "tune/full/trial0", jobs[2].config_sha256, "failed")
+    fake_run(tmp_path, "tune/lora/trial0", jobs[0], "completed")
+    fake_run(tmp_path, "elsewhere/x", jobs[1], "completed")  # found anywhere in the folder
+    fake_run(tmp_path, "tune/full/trial0", jobs[2], "failed")
     run_stage(jobs, tmp_path, force=False, launcher=None, root=ROOT)
     assert launched == [["full/trial0", "full/trial1"]]
     assert [j.reused for j in jobs] == [True, True, False, False]
@@ -152,17 +156,33 @@ def test_cache_reuses_completed_runs_and_reruns_failed_ones(tmp_path, launched):
 def test_force_reruns_everything(tmp_path, launched):
     jobs = smoke_tune()
     for job in jobs:
-        fake_run(tmp_path, f"tune/{job.subdir}", job.config_sha256, "completed")
+        fake_run(tmp_path, f"tune/{job.subdir}", job, "completed")
     run_stage(jobs, tmp_path, force=True, launcher=None, root=ROOT)
     assert launched == [[j.subdir for j in jobs]] and not any(j.reused for j in jobs)
 
 
 def test_a_changed_config_is_not_reused(tmp_path, launched):
     jobs = smoke_tune()
-    fake_run(tmp_path, "tune/lora/trial0", jobs[0].config_sha256, "completed")
+    fake_run(tmp_path, "tune/lora/trial0", jobs[0], "completed")
     changed = plan_stage(with_base(compare_cfg("comparison=smoke"), "data.train.size=32"), CONFIGS, "tune")
     run_stage(changed, tmp_path, force=False, launcher=None, root=ROOT)
     assert len(launched[0]) == 4
+
+
+def test_an_edited_file_under_the_same_path_is_not_reused(tmp_path, launched):
+    template = tmp_path / "chat.jinja"  # a file the run reads, named by path in its config
+    template.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    cfg = with_base(compare_cfg("comparison=smoke"), f"model.chat_template={template}")
+    jobs = plan_stage(cfg, CONFIGS, "tune")
+    assert all(j.cache_key for j in jobs)
+    fake_run(tmp_path / "runs", "tune/lora/trial0", jobs[0], "completed")
+    run_stage(plan_stage(cfg, CONFIGS, "tune"), tmp_path / "runs", force=False, launcher=None, root=ROOT)
+    assert len(launched[-1]) == 3  # the unchanged file: trial0 reused
+    template.write_text("{% for m in messages %}{{ m.role }}{{ m.content }}{% endfor %}")  # same path
+    edited = plan_stage(cfg, CONFIGS, "tune")
+    assert [j.config_sha256 for j in edited] == [j.config_sha256 for j in jobs]
+    run_stage(edited, tmp_path / "runs", force=False, launcher=None, root=ROOT)
+    assert len(launched[-1]) == 4
 
 
 def test_wandb_jobs_carry_group_stage_and_arm(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def test_config_hash_is_sha256_of_the_resolved_config_without_bookkeeping():
 
 def test_run_provenance_has_every_field(repo):
     record = run_provenance(OmegaConf.create({"seed": 1}), root=repo)["provenance"]
-    assert set(record) == {"git", "packages", "hardware", "config_sha256"}
+    assert set(record) == {"git", "packages", "hardware", "config_sha256", "named_files"}
     assert set(record["hardware"]) == {"cpu", "cpu_cores", "torch_threads", "gpu", "gpu_count"}
     assert record["hardware"]["cpu_cores"] >= 1 and record["git"]["dirty"] is False
 

@@ -90,6 +90,42 @@ def config_sha256(cfg: DictConfig | dict) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _string_leaves(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _string_leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _string_leaves(value)]
+    return [node] if isinstance(node, str) and node else []
+
+
+def named_files(cfg: DictConfig) -> dict[str, str]:
+    """`{path: sha256}` of every existing file the resolved config names (data, templates, tests).
+
+    The config hash sees a data file's path only; this sees its contents, so an edited data file
+    under an unchanged path is a different run to the comparison cache.
+    """
+    container = {k: _resolved(cfg, k) for k in cfg if k not in NOT_HASHED}
+    files = {}
+    for leaf in sorted(set(_string_leaves(container))):
+        if len(leaf) < 4096 and "\n" not in leaf and Path(leaf).is_file():
+            files[leaf] = file_sha256(Path(leaf))
+    return files
+
+
+def cache_key(config_digest: str, files: dict[str, str]) -> str:
+    """The comparison cache's identity of a run: its config hash and the contents of its files."""
+    return hashlib.sha256(json.dumps([config_digest, files], sort_keys=True).encode()).hexdigest()
+
+
 def _resolved(cfg: DictConfig, key: str) -> Any:
     node = cfg._get_node(key)
     if OmegaConf.is_config(node):
@@ -102,7 +138,12 @@ def run_provenance(cfg: DictConfig, root: Path | None = None) -> dict[str, Any]:
     from tunelab.core.config import project_root
 
     record: dict[str, Any] = {"git": git_state(root or project_root()), "packages": package_versions()}
-    for key, collect in (("hardware", hardware), ("config_sha256", lambda: config_sha256(cfg))):
+    collectors = (
+        ("hardware", hardware),
+        ("config_sha256", lambda: config_sha256(cfg)),
+        ("named_files", lambda: named_files(cfg)),
+    )
+    for key, collect in collectors:
         try:  # a record that cannot be made is written as such; it never stops the run
             record[key] = collect()
         except Exception as err:

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from tunelab.core.config import ConfigError
-from tunelab.core.provenance import config_sha256
+from tunelab.core.provenance import cache_key, config_sha256, named_files
 
 STAGES = ("tune", "confirm")
 ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -41,6 +41,7 @@ class Job:
     setting: dict[str, Any] = field(default_factory=dict)  # the tuned knobs' values
     seed: int = 0
     config_sha256: str = ""
+    cache_key: str = ""  # config hash + the contents of the files it names (provenance.cache_key)
     run_dir: str = ""  # relative to the comparison folder
     reused: bool = False
     status: str = "planned"
@@ -194,21 +195,24 @@ def plan_stage(
             job_overrides = [*shared, *knobs, f"seed={seed}", f"hydra.sweep.subdir={arm}/{key}"]
             jobs.append(Job(stage, arm, key, job_overrides, dict(setting), seed))
     for job in jobs if hashes else []:
-        job.config_sha256 = config_sha256(configs.compose(job.overrides))
+        job_cfg = configs.compose(job.overrides)
+        job.config_sha256 = config_sha256(job_cfg)
+        job.cache_key = cache_key(job.config_sha256, named_files(job_cfg))
     return jobs
 
 
 def completed_runs(out_dir: Path) -> dict[str, str]:
-    """`{config_sha256: run dir}` of every completed run under the comparison folder."""
+    """`{cache key: run dir}` of every completed run under the comparison folder."""
     found: dict[str, str] = {}
     for path in sorted(out_dir.rglob("metrics.json")):
         try:
             metrics = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue  # a run still writing, or killed mid-write: not complete
-        digest = (metrics.get("provenance") or {}).get("config_sha256")
-        if metrics.get("status") == "completed" and digest:
-            found.setdefault(digest, str(path.parent.relative_to(out_dir)))
+        record = metrics.get("provenance") or {}
+        digest, files = record.get("config_sha256"), record.get("named_files")
+        if metrics.get("status") == "completed" and digest and isinstance(files, dict):
+            found.setdefault(cache_key(digest, files), str(path.parent.relative_to(out_dir)))
     return found
 
 
@@ -247,12 +251,12 @@ def launch(jobs: list[Job], sweep_dir: Path, launcher: str | None, root: Path) -
 def run_stage(
     jobs: list[Job], out_dir: Path, force: bool, launcher: str | None, root: Path, stage: str = ""
 ) -> list[Job]:
-    """Reuse completed runs with the same config hash (unless `force`), run the rest, record all."""
+    """Reuse completed runs with the same cache key (unless `force`), run the rest, record all."""
     stage_dir = out_dir / (stage or (jobs[0].stage if jobs else "empty"))
     cache = {} if force else completed_runs(out_dir)
     todo = []
     for job in jobs:
-        job.run_dir = cache.get(job.config_sha256, "")
+        job.run_dir = cache.get(job.cache_key, "")
         job.reused = bool(job.run_dir)
         if not job.reused:
             job.run_dir = str((stage_dir / job.subdir).relative_to(out_dir))
