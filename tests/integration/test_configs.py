@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import tunelab  # noqa: F401  (registers the ${world:} and ${mul:} resolvers)
 from tests.conftest import ROOT, compose_with
@@ -164,3 +165,20 @@ def test_your_data_selects_the_heldout_eval_and_never_trains_on_it(tmp_path):
     kto = compose_with(["objective=kto", "data=unpaired_jsonl", f"data.train.path={unpaired}",
                         f"data.train.test_path={pairs}"])  # fmt: skip
     assert len(build_data(kto.data).heldout_records) == 3
+
+
+@pytest.mark.parametrize("objective", ["grpo", "ppo", "spin"])
+def test_online_generation_length_is_the_model_configs(objective: str):
+    """`model=smollm2-135m-instruct objective=grpo` samples chat-length replies without extra flags;
+    the tiny world keeps its short ones; a model config that declares nothing gets 128."""
+
+    def max_new(*overrides: str) -> int:
+        cfg = compose_with([f"objective={objective}", *overrides])
+        return instantiate(cfg.objective).generation.max_new_tokens
+
+    for model in ("tiny", "smollm2-135m-instruct", "qwen2.5-0.5b"):
+        declared = OmegaConf.load(CONF / "model" / f"{model}.yaml").generation.max_new_tokens
+        assert max_new(f"model={model}") == declared
+    assert max_new("model=tiny") == 10 and max_new("model=smollm2-135m-instruct") == 128
+    assert max_new("~model.generation") == 128
+    assert max_new("model=smollm2-135m-instruct", "objective.generation.max_new_tokens=7") == 7

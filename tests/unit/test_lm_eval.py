@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -114,6 +115,38 @@ def test_few_shot_examples_come_from_train_and_precede_the_question(lora_model):
         for shot in turns[:2]:
             question, answer = shot.split("<|end|><|assistant|>")
             assert question in train_questions and answer.endswith("<|end|>")
+
+
+CHATML = (
+    "{% for m in messages %}{{ '[' + m['role'] + ']\\n' + m['content'] + '[/]\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '[assistant]\\n' }}{% endif %}"
+)
+
+
+def test_shipped_tasks_follow_the_tokenizers_chat_template_not_hard_coded_markup(lora_model):
+    """Another template (ChatML-like, plain characters) gives other prompts: the markup is the tokenizer's."""
+    model, tokenizer = lora_model
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = CHATML
+    result = LmEvalTasks(tasks=["tiny_reverse", "tiny_arithmetic_mc"], limit=2, num_fewshot=0).run(
+        model, other, 2
+    )
+    by_task = {}
+    for s in result["samples"]:
+        by_task.setdefault(s["lm_eval_task"], []).append(s["prompt"])
+    for ex, prompt in zip(tasks.load_split("reverse", "test")[:2], by_task["tiny_reverse"], strict=True):
+        assert prompt == f"[user]\n{ex.prompt}[/]\n[assistant]\n"
+    sums = tasks.load_split("arithmetic", "test")[:2]
+    for ex, prompt in zip(sums, by_task["tiny_arithmetic_mc"], strict=True):
+        assert prompt == f"[user]\n{ex.prompt}[/]\n[assistant]\n{ex.raw_prompt}"  # the answer's prefix
+
+
+def test_a_tokenizer_without_chat_template_is_a_config_error(lora_model):
+    model, tokenizer = lora_model
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    with pytest.raises(ConfigError, match="apply_chat_template=false"):
+        LmEvalTasks(tasks=["tiny_reverse"], limit=1).run(model, bare, 1)
 
 
 @pytest.mark.slow  # indexing lm-eval's own thousands of task YAMLs takes tens of seconds

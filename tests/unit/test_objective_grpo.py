@@ -115,3 +115,38 @@ def test_grpo_gradient_is_the_group_relative_policy_gradient():
         assert torch.allclose(g, p.grad.float(), atol=1e-5)
     assert out.metrics["reward_mean"].item() == pytest.approx(rewards.mean().item())
     assert out.metrics["clip_fraction"].item() == 0.0
+
+
+def constant_reward(prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:
+    """A reward that cannot tell replies apart (a toy reward on a chat model's sentences)."""
+    return [0.0 for _ in completions]
+
+
+def test_zero_reward_spread_is_logged_and_warned(caplog):
+    """Every group ties: the metric says so (1.0) and a warning names the fix; spread: no warning."""
+    from tests.unit.online_helpers import StubTokenizer, prompt_batch, tiny_llama
+
+    torch.manual_seed(1)
+    model = tiny_llama()
+    flat = GRPOObjective(rewards=[f"{__name__}:constant_reward"], group_size=4, beta=0.0,
+                         generation={"max_new_tokens": 3})  # fmt: skip
+    flat.attach_tokenizer(StubTokenizer())
+    with caplog.at_level("WARNING", logger="tunelab.objectives.grpo"):
+        out = flat(model, prompt_batch(), reference=object())
+    assert out.metrics["zero_spread_groups"].item() == 1.0
+    assert out.loss.item() == 0.0  # β = 0 and every advantage 0: no learning signal at all
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "all 2 groups" in warned[0] and "objective.rewards" in warned[0]
+    assert flat.save_artifacts(model, StubTokenizer(), None)["online/zero_spread_rollouts"] == 1
+
+    caplog.clear()
+    spread = GRPOObjective(rewards=["tests.unit.online_helpers:first_letter"], group_size=4, beta=0.0,
+                           generation={"max_new_tokens": 3, "temperature": 0.8})  # fmt: skip
+    spread.attach_tokenizer(StubTokenizer())
+    with caplog.at_level("WARNING", logger="tunelab.objectives.grpo"):
+        out = spread(model, prompt_batch(), reference=object())
+    texts = StubTokenizer().batch_decode(spread._rollout["rollout"].completion_ids())
+    rewards = [[float(ord(t[0]) % 5) if t else 0.0 for t in texts[i : i + 4]] for i in (0, 4)]
+    assert out.metrics["zero_spread_groups"].item() == sum(len(set(g)) == 1 for g in rewards) / 2
+    assert any(len(set(g)) > 1 for g in rewards)  # some group has spread: the step learns, no warning
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

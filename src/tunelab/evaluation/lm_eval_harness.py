@@ -1,7 +1,9 @@
 """EleutherAI lm-eval on the in-memory model (adapters included), as one entry of the eval registry.
 
-The shipped tiny-world tasks (`lm_eval_tasks/*.yaml`) build their data offline from the tiny world;
-standard task names (arc_easy, hellaswag, mmlu, gsm8k, ...) pass through to lm-eval's own task
+The shipped tiny-world tasks (`lm_eval_tasks/*.yaml`) build their data offline from the tiny world
+and hold bare questions: lm-eval renders them with the tokenizer's chat template
+(`apply_chat_template`, few-shot examples as earlier turns), so any chat model gets its own markup.
+Standard task names (arc_easy, hellaswag, mmlu, gsm8k, ...) pass through to lm-eval's own task
 index for users with hub access.
 """
 
@@ -132,6 +134,8 @@ class LmEvalTasks:
     `limit` caps items per task (None: all), `num_fewshot` sets in-context examples (None: each
     task's own default), `include_path` adds directories of the user's own task YAMLs.
     `offline=True` keeps the Hugging Face hub out of it (set false for hub-hosted tasks).
+    `apply_chat_template=True` renders every prompt with the tokenizer's chat template (few-shot
+    examples as earlier turns); a tokenizer without one is a ConfigError (set it false for a base model).
     """
 
     tasks: list[str] = field(default_factory=lambda: ["tiny_arithmetic"])
@@ -139,7 +143,7 @@ class LmEvalTasks:
     num_fewshot: int | None = None
     batch_size: int | None = None
     include_path: list[str] = field(default_factory=list)
-    apply_chat_template: bool = False
+    apply_chat_template: bool = True
     offline: bool = True
     fewshot_seed: int = 1234
 
@@ -166,6 +170,11 @@ class LmEvalTasks:
         from lm_eval.models.huggingface import HFLM
 
         size = self.batch_size or batch_size
+        if self.apply_chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                "eval lm-eval apply_chat_template=true but the tokenizer has no chat template: set "
+                "model.chat_template=<file or text>, or eval.tasks.lm_eval.apply_chat_template=false"
+            )
         with in_eval_mode(model):  # HFLM puts the model in eval mode; training resumes in train mode
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=size, max_batch_size=size)
             results = simple_evaluate(
@@ -175,6 +184,7 @@ class LmEvalTasks:
                 limit=self.limit,
                 task_manager=self.manager,
                 apply_chat_template=self.apply_chat_template,
+                fewshot_as_multiturn=self.apply_chat_template,  # few-shot examples as earlier turns
                 bootstrap_iters=0,  # stderr by bootstrap costs minutes; seeds give the spread
                 log_samples=True,
                 # None: leave the global RNGs alone, training after the baseline eval must not change

@@ -118,11 +118,14 @@ def load_pretrained(
     chat_template: str | None = None,
     offline: dict | None = None,
     source: str = "auto",
+    generation: dict | None = None,
 ) -> LoadedModel:
     """Pretrained weights from a local HF directory or a hub id (`model.name_or_path`).
 
     `offline` ({package, file, extra}) names a GGUF copy a Python package ships, used when the
     hub id cannot be reached (`source=auto`) or always (`source=offline`); `source=hub` never.
+    `generation` is the model config's declared generation facts (max_new_tokens suited to the
+    model), read by other configs through interpolation (`objective.generation`); not used here.
     """
     name_or_path = resolve_source(name_or_path, offline, source, revision)
     if Path(name_or_path).is_dir():
@@ -145,8 +148,10 @@ def init_from_config(
     trust_remote_code: bool = False,
     seed: int = 0,
     chat_template: str | None = None,
+    generation: dict | None = None,
 ) -> LoadedModel:
-    """Random weights from a model's config.json (pretraining from scratch, speed tests)."""
+    """Random weights from a model's config.json (pretraining from scratch, speed tests);
+    `generation` as for `load_pretrained` (a config fact other configs read)."""
     _check_local(name_or_path)
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)

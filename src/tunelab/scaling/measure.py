@@ -60,6 +60,23 @@ def allocated_bytes(model: nn.Module, optimizers: Iterable[torch.optim.Optimizer
     return {"weight_bytes": weight, "grad_bytes": grad, "optimizer_state_bytes": state}
 
 
+def resident_bytes() -> int:
+    """The process's resident set now (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def memory_baseline() -> int:
+    """What the peak already holds before a run loads anything: bytes torch has allocated on the
+    accelerator, or on CPU the process's resident set (interpreter, torch, transformers, Lightning)."""
+    if torch.cuda.is_available():
+        return torch.cuda.memory_allocated()
+    return resident_bytes()
+
+
 def peak_memory() -> dict[str, Any]:
     """Peak accelerator memory allocated by torch, or the process's peak RSS on CPU."""
     if torch.cuda.is_available():

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
@@ -146,29 +147,55 @@ STATE_FORMULAS: dict[str, Callable[[torch.Tensor, int, DictConfig, dict], int]] 
 
 
 def activation_bytes(
-    config: PretrainedConfig, batch: int, seq: int, elem: int, checkpointing: bool, eager: bool
+    config: PretrainedConfig,
+    batch: int,
+    seq: int,
+    elem: int,
+    checkpointing: bool,
+    eager: bool,
+    norms_train: bool = False,
 ) -> int:
     """Tensors autograd keeps for backward, for a Llama-style block (after Korthikanti et al.,
-    2022, arXiv:2205.05198, adapted to RMSNorm + grouped-query attention + SwiGLU):
+    2022, arXiv:2205.05198, adapted to RMSNorm + grouped-query attention + SwiGLU), as counted
+    by saved-tensor hooks on SmolLM2-135M and the tiny model (tests/unit/test_memory.py):
 
-    per block, in elements of batch*seq: 2 norm inputs and 2 norm outputs (4h), q and the k/v
-    projections (h + 2*kv), attention output (h), gate, up, silu(gate), product (4i); plus the
-    b*heads*s^2 attention probabilities only with eager attention (SDPA/flash recompute them).
-    The fp32 logits and their log-softmax (2*vocab*4 bytes per token) come on top. Gradient
-    checkpointing keeps each block's input only, plus one block's activations being recomputed.
+    per block, in elements of batch*seq: the two norm inputs and outputs (4h), rotated q and the
+    k/v projections (h + 2*kv), attention output (h), gate, up, silu(gate), product (4i); plus
+    the b*heads*s^2 attention probabilities only with eager attention (SDPA/flash recompute them).
+    When the norm weights train (full fine-tuning) each norm also keeps its normalised input for
+    the weight's gradient: +2h per block, +2h for the final norm and +h for the output head's input.
+    The loss keeps one fp32 log-softmax over the vocabulary per token (4*vocab bytes): an upper
+    bound, since SFT runs the head only at supervised positions. Gradient checkpointing keeps
+    each block's input only, plus one block's activations being recomputed.
     """
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or h // heads
     kv = getattr(config, "num_key_value_heads", heads) * head_dim
     tokens = batch * seq
-    block = tokens * (6 * h + 2 * kv + 4 * i) * elem
+    block = tokens * (6 * h + 2 * kv + 4 * i + (2 * h if norms_train else 0)) * elem
     if eager:
         block += batch * heads * seq * seq * elem
-    logits = tokens * config.vocab_size * 4 * 2
+    logits = tokens * config.vocab_size * 4 + (tokens * 3 * h * elem if norms_train else 0)
     if checkpointing:
         return layers * tokens * h * elem + block + logits
     return layers * block + logits
+
+
+def loss_buffer_bytes(config: PretrainedConfig, tokens: int) -> int:
+    """Transient fp32 buffers at the start of backward, beside the saved activations: the gradient
+    of the log-softmax and the gradient of the logits, one vocabulary row per token each (the
+    largest short-lived tensors for a 49k-vocabulary model; measured on SmolLM2, docs/scaling.md)."""
+    return 2 * tokens * config.vocab_size * 4
+
+
+def norms_train(model: nn.Module) -> bool:
+    """Whether the normalisation layers' weights train (full fine-tuning; LoRA freezes them)."""
+    return any(
+        p.requires_grad and len(parts) > 1 and "norm" in parts[-2]
+        for name, p in model.named_parameters()
+        for parts in [name.split(".")]
+    )
 
 
 # --- sharding ----------------------------------------------------------------------------------
@@ -218,10 +245,11 @@ class Estimate:
     total_params: int
     cpu_offloaded: int = 0
     notes: list[str] = field(default_factory=list)
+    loss_buffers: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer_state + self.activations
+        return self.weights + self.gradients + self.optimizer_state + self.activations + self.loss_buffers
 
     def report(self) -> str:
         """A short table in GiB."""
@@ -230,6 +258,7 @@ class Estimate:
             ("gradients", self.gradients),
             ("optimizer state", self.optimizer_state),
             ("activations", self.activations),
+            ("loss backward buffers", self.loss_buffers),
             ("total per device", self.total),
         ]
         if self.cpu_offloaded:
@@ -307,10 +336,14 @@ def estimate(cfg: DictConfig) -> Estimate:
         else False
     )
     eager = cfg.model.get("attn_implementation") == "eager"
-    acts = activation_bytes(config, cfg.data.batch_size, cfg.data.max_length, elem, checkpointing, eager)
+    acts = activation_bytes(
+        config, cfg.data.batch_size, cfg.data.max_length, elem, checkpointing, eager, norms_train(model)
+    )
     if sharded(cfg) == "tensor_parallel":
         notes.append("activations are not divided by the tensor-parallel size (an upper bound)")
+    tokens = cfg.data.batch_size * cfg.data.max_length
     one_device = Estimate(weights + reference, grads, state, acts, trainable, total, notes=notes)
+    one_device.loss_buffers = loss_buffer_bytes(config, tokens)
     return divide(one_device, sharding(cfg))
 
 
@@ -335,4 +368,32 @@ def divide(est: Estimate, plan: Sharding) -> Estimate:
         est.total_params,
         cpu_offloaded=offloaded,
         notes=est.notes,
+        loss_buffers=est.loss_buffers,
     )
+
+
+def estimate_beside_peak(cfg: DictConfig, baseline: int, peak: int | None) -> dict[str, Any]:
+    """metrics.json fields putting the estimate beside the measured peak (`peak_memory_bytes`).
+
+    `memory_estimate_bytes` = what the process held before the run (`baseline`, measured:
+    tunelab.scaling.measure.memory_baseline) + the estimated training tensors, per part in
+    `memory_estimate_parts`; `peak_over_estimate` = peak / that. Never raises: a config the
+    estimator cannot read (a hub model without a local config.json) gives `memory_estimate_error`.
+    """
+    try:
+        est = estimate(cfg)
+    except Exception as err:  # an estimate must not fail a run that trained
+        return {"memory_estimate_error": f"{type(err).__name__}: {err}"}
+    parts = {
+        "baseline": baseline,
+        "weights": est.weights,
+        "gradients": est.gradients,
+        "optimizer_state": est.optimizer_state,
+        "activations": est.activations,
+        "loss_buffers": est.loss_buffers,
+    }
+    total = sum(parts.values())
+    out: dict[str, Any] = {"memory_estimate_bytes": total, "memory_estimate_parts": parts}
+    if peak:
+        out["peak_over_estimate"] = peak / total
+    return out

@@ -43,7 +43,8 @@ from tunelab.objectives.base import Objective
 from tunelab.pruning.base import Pruner
 from tunelab.pruning.stage import build_pruner, run_pruning
 from tunelab.scaling import compat
-from tunelab.scaling.measure import allocated_bytes, peak_memory
+from tunelab.scaling.measure import allocated_bytes, memory_baseline, peak_memory
+from tunelab.scaling.memory import estimate_beside_peak
 from tunelab.scaling.model_levers import build_adapter_for, enable_gradient_checkpointing
 from tunelab.scaling.speed import apply_speed, check_speed
 from tunelab.scaling.strategies import gather_full_model, is_primary_process
@@ -323,7 +324,7 @@ def run_stages(cfg: DictConfig, out_dir: Path, ckpt_path: str | None) -> dict[st
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; `metrics.json` is written last, as "completed" or "failed"."""
-    started = time.perf_counter()
+    started, baseline = time.perf_counter(), memory_baseline()
     if not is_primary_process():  # a DDP/FSDP worker rank: trains its share, writes nothing
         return run_stages(cfg, output_dir(cfg), resume_checkpoint(cfg, output_dir(cfg)))
     if torch.cuda.is_available():  # a sweep's jobs share one process: measure each on its own
@@ -361,6 +362,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_wandb()
         metrics |= peak_memory()
+        metrics |= estimate_beside_peak(cfg, baseline, metrics["peak_memory_bytes"])
         metrics["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(out_dir / "metrics.json", metrics)
         lock.release()
