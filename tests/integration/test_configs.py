@@ -182,3 +182,20 @@ def test_online_generation_length_is_the_model_configs(objective: str):
     assert max_new("model=tiny") == 10 and max_new("model=smollm2-135m-instruct") == 128
     assert max_new("~model.generation") == 128
     assert max_new("model=smollm2-135m-instruct", "objective.generation.max_new_tokens=7") == 7
+
+
+@pytest.mark.parametrize("objective", ["grpo", "ppo"])
+def test_online_rewards_are_the_data_configs(objective: str, tmp_path):
+    """The toy prompts keep their worked-sum rewards; a user's prompt file is scored against its
+    reference answers, matched as its held-out evaluation matches them."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "What is 2+2?", "answer": "4"}\n')
+
+    def rewards(*overrides: str) -> list:
+        cfg = compose_with([f"objective={objective}", *overrides])
+        return [(w.name, w.weight, w.kwargs) for w in instantiate(cfg.objective).rewards.rewards]
+
+    assert [(n, w) for n, w, _ in rewards()] == [("exact_match", 1.0), ("format", 0.1)]
+    user = ["data=prompts_jsonl", f"data.train.path={prompts}", "eval.tasks.heldout.match=number"]
+    assert rewards(*user) == [("answer", 1.0, {"match": "number", "pattern": None, "normalize": True})]
+    assert rewards(*user, "objective.rewards=[{name: format}]")[0][0] == "format"

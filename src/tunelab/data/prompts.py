@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -66,7 +67,16 @@ class PromptDataModule(TokenizedDataModule):
 
     batch_kind = "prompt"
 
-    def __init__(self, train: list[dict], source: str = "train", require_answer: bool = True, **kw) -> None:
+    def __init__(
+        self,
+        train: list[dict],
+        source: str = "train",
+        require_answer: bool = True,
+        rewards: Any = None,
+        **kw: Any,
+    ) -> None:
+        """`rewards` is the data config's declared reward (what scores a reply to these prompts),
+        a fact the online objectives read (`objective.rewards: ${data.rewards}`); not used here."""
         self.source = source
         self.require_answer = require_answer  # false: records may lack `answer` (reward-model rewards)
         super().__init__(train, **kw)
