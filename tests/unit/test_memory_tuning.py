@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from transformers import AutoConfig
 
-from tests.conftest import ROOT, compose_with, read_metrics, run_train
+from tests.conftest import ROOT, compose_with
 from tests.unit.adapter_helpers import adapted_tiny
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters
 from tunelab.adapters.memory_experts import MemoryExpertsLinear
@@ -164,19 +164,3 @@ def test_save_reload_same_logits_and_merge_refused(tmp_path):
         torch.testing.assert_close(reloaded(**ids).logits, built.model(**ids).logits, atol=1e-5, rtol=1e-4)
     with pytest.raises(ExportError, match=r"adapter=memory_experts cannot be merged"):
         fresh.export(instantiate(cfg.model).model, artifact)
-
-
-# ---------- end to end ----------
-
-
-@pytest.mark.slow
-def test_memory_experts_run_on_facts_end_to_end(tmp_path):
-    run_train([
-        "adapter=memory_experts", "data=facts", "eval=facts", "trainer.max_steps=3", "data.train.size=24",
-        "data.batch_size=8", "eval.tasks.facts.limit=8", "eval.tasks.reverse.limit=8",
-        "eval.tasks.heldout.n_docs=2", "eval.batch_size=8", f"hydra.run.dir={tmp_path}",
-    ])  # fmt: skip
-    m = read_metrics(tmp_path)
-    assert m["status"] == "completed" and m["adapter"] == "memory_experts"
-    assert m["trainable_params"] == hand_count("memory_experts")
-    assert {"eval/facts/exact_match", "baseline/facts/exact_match", "delta/reverse/exact_match"} <= set(m)
