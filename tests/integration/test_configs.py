@@ -60,6 +60,7 @@ EVAL_TASKS = {
     "raw": {"arithmetic_raw", "reverse_raw", "reverse"},
     "none": set(),
     "heldout": {"heldout"},
+    "facts": {"facts", "reverse", "heldout"},  # memory tuning: recall, the forgetting probe, perplexity
 }
 LOGGERS = {
     "csv": {"csv"},

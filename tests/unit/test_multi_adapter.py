@@ -94,3 +94,29 @@ def test_arrow_top1_over_two_experts_differs_from_each_and_from_their_sum(tmp_pa
     tokenizer = load_tokenizer(str(tiny_model_dir))
     rows = add_rows({}, {"arrow": routed}, tokenizer, ["arithmetic"], limit=4, batch_size=4)
     assert set(rows) == {"arrow"} and 0.0 <= rows["arrow"]["arithmetic"] <= 1.0
+
+
+def test_over_seeds_gives_the_t_interval_of_each_cell_and_of_the_task_mean():
+    import numpy as np
+    import pytest
+    from scipy import stats
+
+    from tunelab.core.config import ConfigError
+    from tunelab.workflows.multi_adapter import over_seeds, seeds_markdown
+
+    runs = [
+        {"a": {"x": 0.1, "y": 0.5}, "b": {"x": 0.0, "y": 1.0}},
+        {"a": {"x": 0.3, "y": 0.7}, "b": {"x": 0.0, "y": 0.9}},
+        {"a": {"x": 0.2, "y": 0.9}, "b": {"x": 0.0, "y": 0.8}},
+    ]
+    summary = over_seeds(runs, ["x", "y"])
+    for variant, column, values in [("a", "x", [0.1, 0.3, 0.2]), ("a", "mean", [0.3, 0.5, 0.55])]:
+        low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+        iv = summary[variant][column]
+        assert iv.n == 3 and iv.mean == pytest.approx(np.mean(values))
+        assert iv.half_width == pytest.approx((high - low) / 2)
+    assert summary["b"]["x"].half_width == 0.0
+    table = seeds_markdown(summary, ["x", "y"])  # bold: best mean per column (a tie bolds both)
+    assert "| b | 0.000 ± 0.000 | **0.900 ± 0.248** | **0.450 ± 0.124** |" in table
+    with pytest.raises(ConfigError, match=r"\['c'\] are not in every seed"):
+        over_seeds([*runs, {**runs[0], "c": {"x": 0.0, "y": 0.0}}], ["x", "y"])

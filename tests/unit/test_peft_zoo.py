@@ -23,7 +23,9 @@ from tunelab.adapters.peft_adapter import PeftAdapter, PromptLearningAdapter
 from tunelab.core.config import ConfigError
 
 YAMLS = sorted(p.stem for p in (ROOT / "conf" / "adapter").glob("*.yaml"))
-MIXTURES = {"xlora"}  # built from trained experts: tests/unit/test_lora_mixtures.py
+# built from trained experts (tests/unit/test_lora_mixtures.py), or routed experts of tunelab's own
+# (memory_experts: tests/unit/test_memory_tuning.py)
+MIXTURES = {"xlora", "memory_experts"}
 ZOO = [n for n in YAMLS if n not in HAND_COUNTED | MIXTURES]
 STEPS = 4
 OVERRIDES = ["data.train.size=16", "data.batch_size=4", f"trainer.max_steps={STEPS}", "rank=4"]

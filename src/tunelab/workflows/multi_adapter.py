@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError
 from tunelab.evaluation.exact_match import ExactMatchTask
+from tunelab.results.stats import Interval, t_interval
 from tunelab.world import tasks
 
 BASE = "base (no adapter)"
@@ -127,3 +128,42 @@ def write_results(out: Path, results: dict, task_names: list[str], meta: dict) -
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"scores": results, **meta}, indent=2) + "\n")
     (out / "table.md").write_text(to_markdown(results, task_names))
+
+
+def over_seeds(
+    runs: Sequence[dict[str, dict[str, float]]], task_names: list[str]
+) -> dict[str, dict[str, Interval]]:
+    """`{variant: {task or "mean": mean ± 95% t-interval over the runs}}`: one `scores` dict per seed,
+    each variant present in every run (its task mean taken per seed first)."""
+    variants = [v for v in runs[0] if all(v in run for run in runs)]
+    missing = sorted({v for run in runs for v in run} - set(variants))
+    if missing:
+        raise ConfigError(f"variants {missing} are not in every seed's results: rerun those seeds alike")
+    summary: dict[str, dict[str, Interval]] = {}
+    for variant in variants:
+        per_seed = [
+            {**run[variant], "mean": sum(run[variant][t] for t in task_names) / len(task_names)}
+            for run in runs
+        ]
+        summary[variant] = {c: t_interval([row[c] for row in per_seed]) for c in [*task_names, "mean"]}
+    return summary
+
+
+def seeds_markdown(summary: dict[str, dict[str, Interval]], task_names: list[str]) -> str:
+    """Rows: variants; cells: mean ± half-width of the 95% t-interval; bold: best mean per column."""
+    cols = [*task_names, "mean"]
+    best = {c: max(row[c].mean for row in summary.values()) for c in cols}
+    n = next(iter(next(iter(summary.values())).values())).n
+    lines = ["| adapter | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for variant, row in summary.items():
+        cells = []
+        for c in cols:
+            text = f"{row[c].mean:.3f}" + (
+                f" ± {row[c].half_width:.3f}" if row[c].half_width is not None else ""
+            )
+            cells.append(f"**{text}**" if row[c].mean == best[c] else text)
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines)
+        + f"\n\nExact match on held-out chat items of each task: mean ± 95% t-interval over {n} seeds.\n"
+    )

@@ -10,6 +10,9 @@ import random
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+
+from tunelab.world import facts as fact_world
 
 SPLIT_SEED = 1234
 TEST_SIZE = 400
@@ -91,28 +94,55 @@ UNIVERSES: dict[str, Callable[[], list[Example]]] = {
 }
 
 
-def task_names() -> list[str]:
-    """Names of the registered tiny-world tasks."""
-    return sorted(UNIVERSES)
-
-
-def load_split(task: str, split: str) -> list[Example]:
-    """All items of `task` in `split`, in a fixed order: "test", "train" (every other item), and
-    train's two parts "validation" (its first VALIDATION_SIZE items) and "fit" (the rest)."""
-    if task not in UNIVERSES:
-        raise KeyError(f"unknown tiny-world task {task!r}; expected one of {task_names()}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for task {task!r}; expected one of {list(SPLITS)}")
-    items = UNIVERSES[task]()
+def _shuffled_splits(universe: Callable[[], list[Example]]) -> dict[str, list[Example]]:
+    """A universe's items shuffled by SPLIT_SEED: test first, the rest train (validation + fit)."""
+    items = universe()
     random.Random(SPLIT_SEED).shuffle(items)
     test, train = items[:TEST_SIZE], items[TEST_SIZE:]
-    parts = {
+    return {
         "test": test,
         "train": train,
         "validation": train[:VALIDATION_SIZE],
         "fit": train[VALIDATION_SIZE:],
     }
-    return parts[split]
+
+
+def _fact_item(fact: fact_world.Fact, prompt: str) -> Example:
+    return Example(prompt=prompt, answer=fact.value, raw_prompt=f"{fact.entity} {fact.relation}: ")
+
+
+def _facts_splits() -> dict[str, list[Example]]:
+    """Memory tuning's splits: "fit" states every fact in its training phrasings; "validation" and
+    "test" ask about the same facts in phrasings training never uses (tunelab.world.facts). Their
+    sizes are the facts', not TEST_SIZE / VALIDATION_SIZE."""
+    all_facts = fact_world.facts()
+    fit = [_fact_item(f, p) for f in all_facts for p in fact_world.train_prompts(f)]
+    random.Random(SPLIT_SEED).shuffle(fit)
+    validation = [_fact_item(f, q) for f in all_facts for q in fact_world.queries(f, "validation")]
+    test = [_fact_item(f, q) for f in all_facts for q in fact_world.queries(f, "test")]
+    return {"test": test, "train": validation + fit, "validation": validation, "fit": fit}
+
+
+# Every task's split builder: shuffled universes, and tasks whose splits have their own shape.
+SPLIT_BUILDERS: dict[str, Callable[[], dict[str, list[Example]]]] = {
+    **{name: partial(_shuffled_splits, universe) for name, universe in UNIVERSES.items()},
+    "facts": _facts_splits,
+}
+
+
+def task_names() -> list[str]:
+    """Names of the registered tiny-world tasks."""
+    return sorted(SPLIT_BUILDERS)
+
+
+def load_split(task: str, split: str) -> list[Example]:
+    """All items of `task` in `split`, in a fixed order: "test", "train" (every non-test item), and
+    train's two parts "validation" (its first VALIDATION_SIZE items) and "fit" (the rest)."""
+    if task not in SPLIT_BUILDERS:
+        raise KeyError(f"unknown tiny-world task {task!r}; expected one of {task_names()}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for task {task!r}; expected one of {list(SPLITS)}")
+    return SPLIT_BUILDERS[task]()[split]
 
 
 def sample(task: str, split: str, n: int | None, seed: int = 0) -> list[Example]:
