@@ -30,7 +30,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,10 +171,29 @@ def build_pieces(cfg) -> Pieces:
     return Pieces(cfg, data, objective, adapter, model, loaded.tokenizer)
 
 
-def first_batches(data, steps: int) -> list[dict]:
-    """The batches a run's first `steps` steps train on (its own loader, its own sampler order)."""
+def train_batches(data, steps: int) -> Iterator[dict]:
+    """The batches a run's first `steps` steps train on: its own loader and sampler order, epoch
+    after epoch (the sampler's epoch set as Lightning sets it), so `steps` may exceed an epoch."""
     loader = data.train_dataloader()
-    return [batch for _, batch in zip(range(steps), loader, strict=False)]
+    done, epoch = 0, 0
+    while done < steps:
+        for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+            if callable(getattr(sampler, "set_epoch", None)):
+                sampler.set_epoch(epoch)
+        before = done
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+        if done == before:  # an empty loader: nothing more to train on
+            return
+        epoch += 1
+
+
+def first_batches(data, steps: int) -> list[dict]:
+    """`train_batches` as a list."""
+    return list(train_batches(data, steps))
 
 
 def step_stats(batches: list[dict]) -> dict[str, Any]:
@@ -186,6 +205,25 @@ def step_stats(batches: list[dict]) -> dict[str, Any]:
         t, s, n = batch_stats(batch)
         tokens, supervised, lengths = tokens + t, supervised + s, lengths + n
     return {"tokens": tokens, "supervised_tokens": supervised, "lengths": lengths}
+
+
+def rows_in_order(data, n: int) -> list[dict]:
+    """The first `n` training examples in the run's sampler order, epoch after epoch."""
+    sampler = data.train_dataloader().sampler
+    rows: list[dict] = []
+    epoch = 0
+    while len(rows) < n:
+        rows += [data.train_examples[i] for i in sampler.order(epoch)]
+        epoch += 1
+    return rows[:n]
+
+
+def row_stats(rows: list[dict]) -> dict[str, Any]:
+    """Non-padding and supervised tokens and sequence lengths of unpacked rows."""
+    from tunelab.scaling.throughput import count_tokens
+
+    tokens, supervised = count_tokens(rows)
+    return {"tokens": tokens, "supervised_tokens": supervised, "lengths": [len(r["input_ids"]) for r in rows]}
 
 
 def optimizer_settings(cfg) -> dict[str, Any]:
@@ -226,6 +264,7 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     trainer.fit(module, datamodule=p.data)
     seconds = time.perf_counter() - start
     checkpoint_seconds = trainer.strategy.checkpoint_io.seconds  # the final last.ckpt, timed apart
+    check_counted(stats["tokens"], int(module.train_tokens), trainer.global_step, args.steps)
     out = {
         "seconds": seconds - checkpoint_seconds,
         "checkpoint_seconds": checkpoint_seconds,
@@ -237,15 +276,22 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return out | stats | model_counts(p.model, cfg)
 
 
+def check_counted(counted: int, trained: int, steps: int, wanted: int) -> None:
+    """The bench's token count must be what the run trained on, over the steps asked for."""
+    if counted != trained or steps != wanted:
+        raise RuntimeError(
+            f"bench: counted {counted} tokens over {wanted} steps, the run trained on {trained} in {steps}"
+        )
+
+
 def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
     """TRL's SFTTrainer on the same model object, rows, order and optimizer settings."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     p = build_pieces(cfg)
-    stats = step_stats(first_batches(p.data, args.steps))
-    order = p.data.train_dataloader().sampler.order(0)
-    rows = [p.data.train_examples[i] for i in order][: args.steps * args.batch_size]
+    rows = rows_in_order(p.data, args.steps * args.batch_size)
+    stats = row_stats(rows)  # what TRL trains on (tunelab's batches too, when epochs hold whole batches)
     dataset = Dataset.from_list(
         [
             {"input_ids": r["input_ids"], "labels": r["labels"]}  # tunelab's completion-only labels
@@ -322,9 +368,7 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
     clip = cfg.trainer.gradient_clip_val
     losses = []
     start = time.perf_counter()
-    for batch in p.data.train_dataloader():
-        if len(losses) == args.steps:
-            break
+    for batch in train_batches(p.data, args.steps):
         loss = p.objective(p.model, batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)
