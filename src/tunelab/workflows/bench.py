@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import math
 import multiprocessing
 import random
 import resource
@@ -58,7 +59,7 @@ class BenchArguments:
     profile: bool = False  # Lightning SimpleProfiler on the tunelab arms
     override: list[str] = field(default_factory=list)  # extra Hydra overrides for every tunelab arm
     json: str | None = None  # write every run's numbers (every step's loss) here
-    data: str | None = None  # set by the bench: the chats file it writes
+    data: str | None = None  # set by the bench: the directory of the data files it writes
 
 
 @dataclass(frozen=True)
@@ -68,43 +69,131 @@ class Arm:
     runner: str
     adapter: str
     overrides: tuple[str, ...] = ()
+    data: str = "chats"  # key of DATASETS: the file this arm trains on
 
 
+PACKED = ("data.packing=true",)
+DPO = ("objective=dpo",)
+DPO_PRE = ("objective=dpo", "objective.precompute_reference=true")
 ARMS: dict[str, Arm] = {
     "tunelab_lora": Arm("tunelab", "lora"),
     "tunelab_full": Arm("tunelab", "full"),
     "tunelab_lora_allhead": Arm("tunelab", "lora", ("objective.supervised_head=false",)),
-    "tunelab_lora_packed": Arm("tunelab", "lora", ("data.packing=true",)),
+    "tunelab_lora_packed": Arm("tunelab", "lora", PACKED, data="long_tail"),
+    "tunelab_lora_padded": Arm("tunelab", "lora", data="long_tail"),
+    "tunelab_dpo": Arm("tunelab", "lora", DPO, data="pairs"),
+    "tunelab_dpo_pre": Arm("tunelab", "lora", DPO_PRE, data="pairs"),
     "trl_lora": Arm("trl", "lora"),
     "trl_full": Arm("trl", "full"),
+    "trl_dpo": Arm("trl_dpo", "lora", DPO, data="pairs"),
+    "trl_dpo_pre": Arm("trl_dpo", "lora", DPO_PRE, data="pairs"),
     "plain_lora": Arm("plain", "lora"),
     "plain_full": Arm("plain", "full"),
 }
 PAIRS: dict[str, tuple[str, str]] = {
     "lora": ("tunelab_lora", "trl_lora"),
     "full": ("tunelab_full", "trl_full"),
+    "dpo": ("tunelab_dpo", "trl_dpo"),  # LoRA; the reference is the base with the adapter off
+    "dpo_pre": ("tunelab_dpo_pre", "trl_dpo_pre"),  # reference log-probs computed once, up front
     "plain_lora": ("tunelab_lora", "plain_lora"),
     "plain_full": ("tunelab_full", "plain_full"),
     "head": ("tunelab_lora", "tunelab_lora_allhead"),  # the LM head at supervised positions only
-    "packing": ("tunelab_lora_packed", "tunelab_lora"),  # different batches: speed, not losses
+    # long-tailed chat lengths (`write_long_tail_chats`); different batches: speed, not losses
+    "packing": ("tunelab_lora_packed", "tunelab_lora_padded"),
 }
+# The config group each data file is read through.
+DATA_CONFIG = {"chats": "jsonl", "long_tail": "jsonl", "pairs": "preference_jsonl"}
 
 
 # ---------------------------------------------------------------- data and config
 
 
-def write_chats(path: Path, n: int, seed: int) -> None:
-    """`n` multi-turn chats of 1-8 tiny-world turns (arithmetic, reverse, repeat): a length spread."""
+TURN_TASKS = ("arithmetic", "reverse", "repeat")
+
+
+def turn_pool(n: int, seed: int) -> list[list[dict]]:
+    """Tiny-world chat turns ([user, assistant]) of three tasks."""
     from tunelab.world.records import chat_records
 
-    pool = [
-        r["messages"] for t in ("arithmetic", "reverse", "repeat") for r in chat_records(t, "train", n, seed)
-    ]
+    return [r["messages"] for t in TURN_TASKS for r in chat_records(t, "train", n, seed)]
+
+
+def write_chats(path: Path, n: int, seed: int) -> None:
+    """`n` multi-turn chats of 1-8 tiny-world turns (arithmetic, reverse, repeat): a length spread."""
+    pool = turn_pool(n, seed)
     rng = random.Random(seed)
     with path.open("w") as fh:
         for _ in range(n):
             turns = rng.sample(pool, rng.randint(1, 8))
             fh.write(json.dumps({"messages": [m for turn in turns for m in turn]}) + "\n")
+
+
+def long_tail_lengths(n: int, seed: int, low: int, high: int, median: float = 80.0, sigma: float = 0.9):
+    """`n` target token lengths, lognormal (median `median`, log-sd `sigma`) clipped to [low, high]:
+    the long-tailed spread of real chat data (most chats short, a few long)."""
+    rng = random.Random(seed)
+    return [min(high, max(low, round(rng.lognormvariate(math.log(median), sigma)))) for _ in range(n)]
+
+
+def write_long_tail_chats(path: Path, n: int, seed: int, tokenizer, max_length: int) -> list[int]:
+    """`n` chats whose templated token lengths follow `long_tail_lengths` (20 to `max_length`):
+    tiny-world turns appended until a chat reaches its drawn length (the turn that would pass
+    `max_length` is left out). Returns the chats' token lengths."""
+    from tunelab.data.chat import tokenize_chat
+
+    pool = turn_pool(n, seed)
+    rng = random.Random(seed + 1)
+    lengths = []
+    with path.open("w") as fh:
+        for target in long_tail_lengths(n, seed, 20, max_length):
+            messages: list[dict] = []
+            length = 0
+            while length < target:
+                longer = messages + rng.choice(pool)
+                n_tokens = len(tokenize_chat(tokenizer, longer, True)[0])
+                if n_tokens > max_length and messages:
+                    break
+                messages, length = longer, n_tokens
+            lengths.append(length)
+            fh.write(json.dumps({"messages": messages}) + "\n")
+    return lengths
+
+
+def write_pairs(path: Path, n: int, seed: int) -> None:
+    """`n` preference pairs (right vs near-miss answer, tiny world) after 0-6 earlier chat turns:
+    prompts of a spread of lengths, completions of a few tokens."""
+    from tunelab.world.records import preference_records
+
+    pool = turn_pool(n, seed)
+    pairs = [r for t in ("arithmetic", "reverse") for r in preference_records(t, "train", n, seed)]
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for pair in rng.sample(pairs, n):
+            history = [m for turn in rng.sample(pool, rng.randint(0, 6)) for m in turn]
+            prompt = [*history, {"role": "user", "content": pair["prompt"]}]
+            fh.write(json.dumps({"prompt": prompt, "chosen": pair["chosen"], "rejected": pair["rejected"]}))
+            fh.write("\n")
+
+
+def write_data(args: BenchArguments, names: list[str], directory: Path) -> None:
+    """The data files the chosen arms train on, into `directory` (one per DATASETS key used)."""
+    used = {ARMS[name].data for name in names}
+    if "chats" in used:
+        write_chats(directory / "chats.jsonl", args.examples, SEED)
+    if "pairs" in used:
+        write_pairs(directory / "pairs.jsonl", args.examples, SEED)
+    if "long_tail" in used:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        lengths = write_long_tail_chats(
+            directory / "long_tail.jsonl", args.examples, SEED, tokenizer, args.max_length
+        )
+        q = statistics.quantiles(lengths, n=10)
+        print(
+            f"long-tail chats: {len(lengths)}, token length min {min(lengths)}, median "
+            f"{statistics.median(lengths):.0f}, p90 {q[-1]:.0f}, max {max(lengths)}"
+        )
 
 
 def compose_config(args: BenchArguments, arm: Arm, out_dir: Path):
@@ -118,8 +207,8 @@ def compose_config(args: BenchArguments, arm: Arm, out_dir: Path):
         f"model={args.model_config}",
         f"model.name_or_path={args.model}",
         f"adapter={arm.adapter}",
-        "data=jsonl",
-        f"data.train.path={args.data}",
+        f"data={DATA_CONFIG[arm.data]}",
+        f"data.train.path={Path(args.data) / arm.data}.jsonl",
         f"data.batch_size={args.batch_size}",
         f"data.max_length={args.max_length}",
         f"trainer.max_steps={args.steps}",
@@ -298,45 +387,15 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
             for r in rows
         ]
     )
-    opt = optimizer_settings(cfg)
     config = SFTConfig(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps,
-        learning_rate=opt["lr"],
-        lr_scheduler_type="cosine",
-        warmup_steps=opt["warmup"],
-        weight_decay=opt["weight_decay"],
-        adam_beta1=opt["betas"][0],
-        adam_beta2=opt["betas"][1],
-        adam_epsilon=1e-8,
-        max_grad_norm=opt["clip"],
-        optim="adamw_torch",  # tunelab's AdamW is unfused on CPU
-        bf16=False,  # TRL's default is bf16 autocast; tunelab's precision=fp32 runs float32
-        gradient_checkpointing=False,  # TRL 1.x turns it on by default; tunelab's default is off
-        max_length=args.max_length,
-        logging_steps=cfg.trainer.log_every_n_steps,
-        save_strategy="no",  # tunelab's final checkpoint is timed apart, so none here
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=SEED,
-        dataloader_num_workers=0,
-        train_sampling_strategy="sequential",  # the rows are already in the run's order
-        dataset_kwargs={"skip_prepare_dataset": True},
+        **trl_arguments(args, cfg, out_dir),
+        dataset_kwargs={"skip_prepare_dataset": True},  # tunelab's tokenized rows and labels
     )
 
-    class Recording(SFTTrainer):
-        step_losses: list
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                self.step_losses.append((out[0] if return_outputs else out).detach())
-            return out
-
     start = time.perf_counter()
-    trainer = Recording(model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer)
+    trainer = recording(SFTTrainer)(
+        model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer
+    )
     trainer.step_losses = []
     trainer.train()
     seconds = time.perf_counter() - start
@@ -348,6 +407,102 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
             "steps": trainer.state.global_step,
         }
         | stats
+        | model_counts(p.model, cfg)
+    )
+
+
+def recording(trainer_cls):
+    """`trainer_cls` that keeps each training step's loss as a tensor (no host sync)."""
+
+    class Recording(trainer_cls):
+        step_losses: list
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training:
+                self.step_losses.append((out[0] if return_outputs else out).detach())
+            return out
+
+    return Recording
+
+
+def trl_arguments(args: BenchArguments, cfg, out_dir: Path) -> dict[str, Any]:
+    """TrainingArguments matching the run's: optimizer, schedule, clipping, precision, logging."""
+    opt = optimizer_settings(cfg)
+    return {
+        "output_dir": str(out_dir),
+        "per_device_train_batch_size": args.batch_size,
+        "max_steps": args.steps,
+        "learning_rate": opt["lr"],
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": opt["warmup"],
+        "weight_decay": opt["weight_decay"],
+        "adam_beta1": opt["betas"][0],
+        "adam_beta2": opt["betas"][1],
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": opt["clip"],
+        "optim": "adamw_torch",  # tunelab's AdamW is unfused on CPU
+        "bf16": False,  # TRL's default is bf16 autocast; tunelab's precision=fp32 runs float32
+        "gradient_checkpointing": False,  # TRL 1.x turns it on by default; tunelab's default is off
+        "max_length": args.max_length,
+        "logging_steps": cfg.trainer.log_every_n_steps,
+        "save_strategy": "no",  # tunelab's final checkpoint is timed apart, so none here
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": True,
+        "seed": SEED,
+        "dataloader_num_workers": 0,
+        "train_sampling_strategy": "sequential",  # the rows are already in the run's order
+    }
+
+
+def pair_stats(pairs: list[dict]) -> dict[str, Any]:
+    """Tokens of preference pairs as rows: prompt + chosen and prompt + rejected (the prompt's
+    first token never a target, every completion token supervised)."""
+    rows = [p["prompt"] + p[side] for p in pairs for side in ("chosen", "rejected")]
+    supervised = sum(len(p["chosen"]) + len(p["rejected"]) for p in pairs)
+    return {"tokens": sum(map(len, rows)), "supervised_tokens": supervised, "lengths": list(map(len, rows))}
+
+
+def run_trl_dpo(args: BenchArguments, cfg, out_dir: Path) -> dict:
+    """TRL's DPOTrainer on the same LoRA model object (reference: the adapter disabled), pairs,
+    order, beta and optimizer settings; reference log-probs precomputed when the arm's are."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    p = build_pieces(cfg)
+    # Every training pair, in the run's order: TRL precomputes reference log-probs over all of them,
+    # as the tunelab arm does; max_steps stops both after the same rows.
+    steps_rows = args.steps * args.batch_size
+    every = rows_in_order(p.data, max(steps_rows, len(p.data.train_examples)))
+    pairs = every[:steps_rows]
+    names = {"prompt": "prompt_ids", "chosen": "chosen_ids", "rejected": "rejected_ids"}
+    dataset = Dataset.from_list([{names[k]: r[k] for k in names} for r in every])
+
+    class PreTokenized(recording(DPOTrainer)):
+        def _prepare_dataset(self, dataset, *a, **kw):  # TRL 1.x tokenizes text; these are token ids
+            return dataset
+
+    config = DPOConfig(
+        **trl_arguments(args, cfg, out_dir),
+        beta=cfg.objective.beta,
+        precompute_ref_log_probs=bool(cfg.objective.precompute_reference),
+    )
+    start = time.perf_counter()
+    trainer = PreTokenized(
+        model=p.model, ref_model=None, args=config, train_dataset=dataset, processing_class=p.tokenizer
+    )
+    trainer.step_losses = []
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return (
+        {
+            "seconds": seconds,
+            "checkpoint_seconds": 0.0,
+            "losses": [float(x) for x in trainer.step_losses],
+            "steps": trainer.state.global_step,
+        }
+        | pair_stats(pairs)
         | model_counts(p.model, cfg)
     )
 
@@ -431,7 +586,12 @@ def run_gemm(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return {"seconds": seconds, "flops": flops, "flops_per_sec": flops / seconds, "shapes": shapes}
 
 
-RUNNERS: dict[str, Callable[..., dict]] = {"tunelab": run_tunelab, "trl": run_trl, "plain": run_plain}
+RUNNERS: dict[str, Callable[..., dict]] = {
+    "tunelab": run_tunelab,
+    "trl": run_trl,
+    "trl_dpo": run_trl_dpo,
+    "plain": run_plain,
+}
 
 
 # ---------------------------------------------------------------- driver
@@ -528,8 +688,9 @@ def main(args: BenchArguments) -> int:
         from tunelab.core.config import ConfigError
 
         raise ConfigError(f"tunelab bench: pairs has unknown {unknown}; known: {sorted(PAIRS)}")
-    data = Path(tempfile.mkdtemp(prefix="bench-data-")) / "chats.jsonl"
-    write_chats(data, args.examples, SEED)
+    names = arms_of(pairs)
+    data = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    write_data(args, names, data)
     args.data = str(data)
     import torch
     import transformers
@@ -538,7 +699,6 @@ def main(args: BenchArguments) -> int:
         f"torch {torch.__version__}, transformers {transformers.__version__}, threads per arm {args.threads}"
     )
     print(f"args: {asdict(args)}")
-    names = arms_of(pairs)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     gemm: list[dict] = []
     for repeat in range(args.repeats):  # A B C ... per repeat: a drifting load hits every arm alike
