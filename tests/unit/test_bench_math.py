@@ -24,7 +24,14 @@ from tunelab.scaling.throughput import (
     training_flops,
 )
 from tunelab.training.module import step_time_metrics
-from tunelab.workflows.bench import check_counted, first_batches, row_stats, rows_in_order, step_stats
+from tunelab.workflows.bench import (
+    check_counted,
+    first_batches,
+    loop_seconds,
+    row_stats,
+    rows_in_order,
+    step_stats,
+)
 
 I = IGNORE_INDEX  # noqa: E741
 
@@ -168,3 +175,7 @@ def test_bench_rows_follow_the_sampler_over_epochs_and_mismatch_is_an_error():
     check_counted(18, 18, 2, 2)
     with pytest.raises(RuntimeError, match="counted 9 tokens over 2 steps"):
         check_counted(9, 18, 2, 2)
+
+
+def test_step_loop_seconds_leave_checkpoint_writes_out():
+    assert loop_seconds(start=10.0, end=25.0, checkpoint_seconds=3.0) == 12.0

@@ -348,7 +348,8 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=p.adapter.param_groups,
     )
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=list(p.adapter.callbacks()))
+    timer = step_loop_timer()
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=[*p.adapter.callbacks(), timer])
     start = time.perf_counter()
     trainer.fit(module, datamodule=p.data)
     seconds = time.perf_counter() - start
@@ -356,6 +357,7 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     check_counted(stats["tokens"], int(module.train_tokens), trainer.global_step, args.steps)
     out = {
         "seconds": seconds - checkpoint_seconds,
+        "loop_seconds": timer.seconds,
         "checkpoint_seconds": checkpoint_seconds,
         "losses": [float(x) for x in module.step_losses],
         "steps": trainer.global_step,
@@ -363,6 +365,38 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     if args.profile:
         out["profile"] = {k: sum(v) for k, v in trainer.profiler.recorded_durations.items()}
     return out | stats | model_counts(p.model, cfg)
+
+
+def step_loop_timer():
+    """A Lightning callback timing the step loop: the first batch's start to the last batch's end,
+    checkpoint writes inside it left out (what the plain loop's timer covers; fit's set-up and
+    tear-down, e.g. the optimizer's creation and the final weight checks, are outside it)."""
+    import lightning as L
+
+    class StepLoopTimer(L.Callback):
+        def __init__(self) -> None:
+            self.start = self.end = 0.0
+            self.checkpoint_start = self.checkpoint_end = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if not self.start:
+                self.start = time.perf_counter()
+                self.checkpoint_start = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.end = time.perf_counter()
+            self.checkpoint_end = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
+
+        @property
+        def seconds(self) -> float:
+            return loop_seconds(self.start, self.end, self.checkpoint_end - self.checkpoint_start)
+
+    return StepLoopTimer()
+
+
+def loop_seconds(start: float, end: float, checkpoint_seconds: float) -> float:
+    """Step-loop seconds between two clock readings, checkpoint writes in between left out."""
+    return end - start - checkpoint_seconds
 
 
 def check_counted(counted: int, trained: int, steps: int, wanted: int) -> None:
@@ -402,6 +436,7 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return (
         {
             "seconds": seconds,
+            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in trainer.step_losses],
             "steps": trainer.state.global_step,
@@ -412,10 +447,26 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
 
 
 def recording(trainer_cls):
-    """`trainer_cls` that keeps each training step's loss as a tensor (no host sync)."""
+    """`trainer_cls` that keeps each training step's loss as a tensor (no host sync) and times its
+    step loop (the first step's start to the last step's end, as `step_loop_timer`)."""
+    from transformers import TrainerCallback
+
+    class LoopTimer(TrainerCallback):
+        start = end = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.start = self.start or time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.end = time.perf_counter()
 
     class Recording(trainer_cls):
         step_losses: list
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.loop_timer = LoopTimer()
+            self.add_callback(self.loop_timer)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -498,6 +549,7 @@ def run_trl_dpo(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return (
         {
             "seconds": seconds,
+            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in trainer.step_losses],
             "steps": trainer.state.global_step,
@@ -523,7 +575,9 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
     clip = cfg.trainer.gradient_clip_val
     losses = []
     start = time.perf_counter()
+    first = 0.0
     for batch in train_batches(p.data, args.steps):
+        first = first or time.perf_counter()  # the step loop starts with the first batch in hand
         loss = p.objective(p.model, batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)
@@ -531,10 +585,12 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
-    seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    seconds = end - start
     return (
         {
             "seconds": seconds,
+            "loop_seconds": end - first,
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in losses],
             "steps": len(losses),
@@ -611,6 +667,7 @@ def run_arm(name: str, args: BenchArguments) -> dict:
     out = RUNNERS[arm.runner](args, compose_config(args, arm, out_dir), out_dir)
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["tokens_per_sec"] = out["tokens"] / out["seconds"]
+    out["loop_tokens_per_sec"] = out["tokens"] / out["loop_seconds"]
     out["ms_per_step"] = 1000 * out["seconds"] / max(out["steps"], 1)
     adapter_weights = 0 if out["full"] else out["trainable_params"]
     flops = training_flops(
@@ -642,29 +699,38 @@ def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> N
     peak = statistics.median(g["flops_per_sec"] for g in gemm)
     per_repeat = ", ".join(f"{g['flops_per_sec'] / 1e9:.1f}" for g in gemm)
     print(f"\nGEMM at the model's shapes (float32), GFLOP/s per repeat: {per_repeat}")
-    print("\n| arm | tok/s (median) | ms/step | ckpt s | peak RSS MiB | model GFLOP/s | of GEMM |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| arm | tok/s (median) | step-loop tok/s | ms/step | ckpt s | peak RSS MiB"
+        " | model GFLOP/s | of GEMM |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, rs in runs.items():
         gf = statistics.median(r["model_flops_per_sec"] for r in rs)
         print(
             f"| {name} | {statistics.median(r['tokens_per_sec'] for r in rs):.0f}"
+            f" | {statistics.median(r['loop_tokens_per_sec'] for r in rs):.0f}"
             f" | {statistics.median(r['ms_per_step'] for r in rs):.0f}"
             f" | {statistics.median(r['checkpoint_seconds'] for r in rs):.2f}"
             f" | {statistics.median(r['peak_rss_mib'] for r in rs):.0f}"
             f" | {gf / 1e9:.1f} | {gf / peak:.1%} |"
         )
     print(
-        "\n| pair | A | B | A/B tok/s per repeat | median | A/B peak RSS | loss step 1 A / B | max loss gap |"
+        "\n| pair | A | B | A/B tok/s per repeat | median | A/B step-loop tok/s per repeat | median"
+        " | A/B peak RSS | loss step 1 A / B | max loss gap |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for pair in pairs:
         a, b = PAIRS[pair]
         tps = paired_ratios([r["tokens_per_sec"] for r in runs[a]], [r["tokens_per_sec"] for r in runs[b]])
+        loop = paired_ratios(
+            [r["loop_tokens_per_sec"] for r in runs[a]], [r["loop_tokens_per_sec"] for r in runs[b]]
+        )
         rss = paired_ratios([r["peak_rss_mib"] for r in runs[a]], [r["peak_rss_mib"] for r in runs[b]])
         la, lb = runs[a][0]["losses"], runs[b][0]["losses"]
         gap = max((abs(x - y) for x, y in zip(la, lb, strict=False)), default=float("nan"))
         print(
             f"| {pair} | {a} | {b} | {', '.join(f'{r:.2f}' for r in tps.ratios)} | **{tps.median:.2f}**"
+            f" | {', '.join(f'{r:.2f}' for r in loop.ratios)} | **{loop.median:.2f}**"
             f" | {rss.median:.2f} | {la[0]:.6f} / {lb[0]:.6f} | {gap:.2e} |"
         )
     if "profile" in runs.get("tunelab_lora", [{}])[0]:
