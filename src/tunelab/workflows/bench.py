@@ -358,6 +358,7 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     out = {
         "seconds": seconds - checkpoint_seconds,
         "loop_seconds": timer.seconds,
+        "loop_cpu_seconds": timer.cpu_seconds,
         "checkpoint_seconds": checkpoint_seconds,
         "losses": [float(x) for x in module.step_losses],
         "steps": trainer.global_step,
@@ -375,21 +376,25 @@ def step_loop_timer():
 
     class StepLoopTimer(L.Callback):
         def __init__(self) -> None:
-            self.start = self.end = 0.0
+            self.start = self.end = self.cpu_start = self.cpu_end = 0.0
             self.checkpoint_start = self.checkpoint_end = 0.0
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if not self.start:
-                self.start = time.perf_counter()
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
                 self.checkpoint_start = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.end = time.perf_counter()
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
             self.checkpoint_end = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
 
         @property
         def seconds(self) -> float:
             return loop_seconds(self.start, self.end, self.checkpoint_end - self.checkpoint_start)
+
+        @property
+        def cpu_seconds(self) -> float:  # a checkpoint write's CPU time taken as its wall time
+            return loop_seconds(self.cpu_start, self.cpu_end, self.checkpoint_end - self.checkpoint_start)
 
     return StepLoopTimer()
 
@@ -437,6 +442,7 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
         {
             "seconds": seconds,
             "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
+            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in trainer.step_losses],
             "steps": trainer.state.global_step,
@@ -452,13 +458,14 @@ def recording(trainer_cls):
     from transformers import TrainerCallback
 
     class LoopTimer(TrainerCallback):
-        start = end = 0.0
+        start = end = cpu_start = cpu_end = 0.0
 
         def on_step_begin(self, args, state, control, **kw):
-            self.start = self.start or time.perf_counter()
+            if not self.start:
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
-            self.end = time.perf_counter()
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
 
     class Recording(trainer_cls):
         step_losses: list
@@ -550,6 +557,7 @@ def run_trl_dpo(args: BenchArguments, cfg, out_dir: Path) -> dict:
         {
             "seconds": seconds,
             "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
+            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in trainer.step_losses],
             "steps": trainer.state.global_step,
@@ -575,9 +583,10 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
     clip = cfg.trainer.gradient_clip_val
     losses = []
     start = time.perf_counter()
-    first = 0.0
+    first = cpu_first = 0.0
     for batch in train_batches(p.data, args.steps):
-        first = first or time.perf_counter()  # the step loop starts with the first batch in hand
+        if not first:  # the step loop starts with the first batch in hand
+            first, cpu_first = time.perf_counter(), time.process_time()
         loss = p.objective(p.model, batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)
@@ -585,12 +594,13 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     seconds = end - start
     return (
         {
             "seconds": seconds,
             "loop_seconds": end - first,
+            "loop_cpu_seconds": cpu_end - cpu_first,
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in losses],
             "steps": len(losses),
@@ -668,6 +678,8 @@ def run_arm(name: str, args: BenchArguments) -> dict:
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["tokens_per_sec"] = out["tokens"] / out["seconds"]
     out["loop_tokens_per_sec"] = out["tokens"] / out["loop_seconds"]
+    # per CPU-second of the arm's one thread: far less sensitive than wall time to a shared machine
+    out["cpu_tokens_per_sec"] = out["tokens"] / out["loop_cpu_seconds"]
     out["ms_per_step"] = 1000 * out["seconds"] / max(out["steps"], 1)
     adapter_weights = 0 if out["full"] else out["trainable_params"]
     flops = training_flops(
@@ -716,14 +728,18 @@ def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> N
         )
     print(
         "\n| pair | A | B | A/B tok/s per repeat | median | A/B step-loop tok/s per repeat | median"
+        " | A/B step-loop tok per CPU-s per repeat | median"
         " | A/B peak RSS | loss step 1 A / B | max loss gap |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for pair in pairs:
         a, b = PAIRS[pair]
         tps = paired_ratios([r["tokens_per_sec"] for r in runs[a]], [r["tokens_per_sec"] for r in runs[b]])
         loop = paired_ratios(
             [r["loop_tokens_per_sec"] for r in runs[a]], [r["loop_tokens_per_sec"] for r in runs[b]]
+        )
+        cpu = paired_ratios(
+            [r["cpu_tokens_per_sec"] for r in runs[a]], [r["cpu_tokens_per_sec"] for r in runs[b]]
         )
         rss = paired_ratios([r["peak_rss_mib"] for r in runs[a]], [r["peak_rss_mib"] for r in runs[b]])
         la, lb = runs[a][0]["losses"], runs[b][0]["losses"]
@@ -731,6 +747,7 @@ def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> N
         print(
             f"| {pair} | {a} | {b} | {', '.join(f'{r:.2f}' for r in tps.ratios)} | **{tps.median:.2f}**"
             f" | {', '.join(f'{r:.2f}' for r in loop.ratios)} | **{loop.median:.2f}**"
+            f" | {', '.join(f'{r:.2f}' for r in cpu.ratios)} | **{cpu.median:.2f}**"
             f" | {rss.median:.2f} | {la[0]:.6f} / {lb[0]:.6f} | {gap:.2e} |"
         )
     if "profile" in runs.get("tunelab_lora", [{}])[0]:
