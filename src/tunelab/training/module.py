@@ -50,9 +50,9 @@ class TuneLabModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # The last step's gradients are freed before the next forward (HF's Trainer frees them after
         # each step); Lightning zeroes them only before the next backward. Held through the forward,
-        # the peak of a step, they cost the trainable weights' size again (full SFT on SmolLM2: 3,562 -> ~3,320 MiB peak
-        # RSS, docs/performance.md). Never inside a gradient-accumulation window; the final step's
-        # gradients stay, for `allocated_bytes`.
+        # the peak of a step, they cost the trainable weights' size again (full SFT on SmolLM2:
+        # 3,562 -> ~3,320 MiB peak RSS, docs/performance.md). Never inside a gradient-accumulation
+        # window; the final step's gradients stay, for `allocated_bytes`.
         if self._stepped:
             for p in self.model.parameters():
                 p.grad = None
