@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -9,6 +11,7 @@ from transformers import LlamaForCausalLM
 
 from tests.conftest import tiny_llama_config
 from tunelab.core.constants import IGNORE_INDEX
+from tunelab.data.base import TokenizedDataModule
 from tunelab.scaling.throughput import (
     ModelShape,
     attention_flops,
@@ -21,6 +24,14 @@ from tunelab.scaling.throughput import (
     training_flops,
 )
 from tunelab.training.module import step_time_metrics
+from tunelab.workflows.bench import (
+    check_counted,
+    first_batches,
+    loop_seconds,
+    row_stats,
+    rows_in_order,
+    step_stats,
+)
 
 I = IGNORE_INDEX  # noqa: E741
 
@@ -127,3 +138,44 @@ def test_profile_breakdown_by_hand():
     assert out["data"] == 0.5
     assert out["loop bookkeeping"] == pytest.approx(0.5)
     assert out["checkpoint write"] == 1.0
+
+
+class ThreeExamples(TokenizedDataModule):
+    """Examples of 2, 3 and 4 tokens, every label after the first supervised."""
+
+    def encode(self, records):
+        return [{"input_ids": [1] * n, "labels": [I] + [1] * (n - 1)} for n in (2, 3, 4)]
+
+
+def three_examples(batch_size: int) -> ThreeExamples:
+    data = ThreeExamples([{}], batch_size=batch_size)
+    data.attach_tokenizer(SimpleNamespace(pad_token_id=0))
+    return data
+
+
+def test_bench_counts_every_step_a_run_trains_on_across_epochs():
+    # Batches of 2 from 3 examples: an epoch is 2 steps (2 examples, then 1), 9 tokens, 6 supervised.
+    # 5 steps: two whole epochs (18 tokens, 12 supervised) and the first batch of the third.
+    data = three_examples(batch_size=2)
+    third = data.train_dataloader().sampler.order(2)[:2]
+    extra = sum((2, 3, 4)[i] for i in third)
+    batches = first_batches(data, 5)
+    assert len(batches) == 5
+    stats = step_stats(batches)
+    assert stats["tokens"] == 18 + extra
+    assert stats["supervised_tokens"] == 12 + extra - 2
+    assert sorted(stats["lengths"]) == sorted([2, 3, 4, 2, 3, 4, *((2, 3, 4)[i] for i in third)])
+
+
+def test_bench_rows_follow_the_sampler_over_epochs_and_mismatch_is_an_error():
+    data = three_examples(batch_size=3)
+    rows = rows_in_order(data, 7)
+    assert row_stats(rows)["tokens"] == 9 + 9 + len(rows[6]["input_ids"])
+    assert row_stats(rows)["supervised_tokens"] == 6 + 6 + len(rows[6]["input_ids"]) - 1
+    check_counted(18, 18, 2, 2)
+    with pytest.raises(RuntimeError, match="counted 9 tokens over 2 steps"):
+        check_counted(9, 18, 2, 2)
+
+
+def test_step_loop_seconds_leave_checkpoint_writes_out():
+    assert loop_seconds(start=10.0, end=25.0, checkpoint_seconds=3.0) == 12.0

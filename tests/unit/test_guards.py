@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tunelab.training.callbacks.guards import NonFiniteError, TrainingGuards, ZeroTokenError
+from tunelab.training.callbacks.guards import NonFiniteError, TrainingGuards, ZeroTokenError, float64_norm
 
 
 class Module(torch.nn.Module):
@@ -46,3 +46,14 @@ def test_zero_token_batches_are_counted_then_fail_past_the_limit():
     assert guards.zero_token_batches == 2 and module.logged["train/zero_token_batches"] == 2.0
     with pytest.raises(ZeroTokenError, match="3 batches had no supervised token"):
         guards.on_train_batch_end(trainer(0.0, 0.0), module, None, None, 0)
+
+
+def test_float64_norm_in_chunks_by_hand():
+    # 3-4-12-84 chain: |(3, 4, 12, 84)| = 85, split into chunks of 1 and 3 elements.
+    w = torch.tensor([[3.0, 4.0], [12.0, 84.0]])
+    assert float64_norm(w, chunk=1) == 85.0
+    assert float64_norm(w, chunk=3) == 85.0
+    assert float64_norm(torch.tensor([1e200, 1e200], dtype=torch.float64), chunk=1) == pytest.approx(
+        2**0.5 * 1e200
+    )  # the squares would overflow
+    assert float64_norm(torch.tensor([1.0, float("inf")])) == float("inf")

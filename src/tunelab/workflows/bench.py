@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import math
 import multiprocessing
 import random
 import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class BenchArguments:
     profile: bool = False  # Lightning SimpleProfiler on the tunelab arms
     override: list[str] = field(default_factory=list)  # extra Hydra overrides for every tunelab arm
     json: str | None = None  # write every run's numbers (every step's loss) here
-    data: str | None = None  # set by the bench: the chats file it writes
+    data: str | None = None  # set by the bench: the directory of the data files it writes
 
 
 @dataclass(frozen=True)
@@ -68,43 +69,131 @@ class Arm:
     runner: str
     adapter: str
     overrides: tuple[str, ...] = ()
+    data: str = "chats"  # key of DATASETS: the file this arm trains on
 
 
+PACKED = ("data.packing=true",)
+DPO = ("objective=dpo",)
+DPO_PRE = ("objective=dpo", "objective.precompute_reference=true")
 ARMS: dict[str, Arm] = {
     "tunelab_lora": Arm("tunelab", "lora"),
     "tunelab_full": Arm("tunelab", "full"),
     "tunelab_lora_allhead": Arm("tunelab", "lora", ("objective.supervised_head=false",)),
-    "tunelab_lora_packed": Arm("tunelab", "lora", ("data.packing=true",)),
+    "tunelab_lora_packed": Arm("tunelab", "lora", PACKED, data="long_tail"),
+    "tunelab_lora_padded": Arm("tunelab", "lora", data="long_tail"),
+    "tunelab_dpo": Arm("tunelab", "lora", DPO, data="pairs"),
+    "tunelab_dpo_pre": Arm("tunelab", "lora", DPO_PRE, data="pairs"),
     "trl_lora": Arm("trl", "lora"),
     "trl_full": Arm("trl", "full"),
+    "trl_dpo": Arm("trl_dpo", "lora", DPO, data="pairs"),
+    "trl_dpo_pre": Arm("trl_dpo", "lora", DPO_PRE, data="pairs"),
     "plain_lora": Arm("plain", "lora"),
     "plain_full": Arm("plain", "full"),
 }
 PAIRS: dict[str, tuple[str, str]] = {
     "lora": ("tunelab_lora", "trl_lora"),
     "full": ("tunelab_full", "trl_full"),
+    "dpo": ("tunelab_dpo", "trl_dpo"),  # LoRA; the reference is the base with the adapter off
+    "dpo_pre": ("tunelab_dpo_pre", "trl_dpo_pre"),  # reference log-probs computed once, up front
     "plain_lora": ("tunelab_lora", "plain_lora"),
     "plain_full": ("tunelab_full", "plain_full"),
     "head": ("tunelab_lora", "tunelab_lora_allhead"),  # the LM head at supervised positions only
-    "packing": ("tunelab_lora_packed", "tunelab_lora"),  # different batches: speed, not losses
+    # long-tailed chat lengths (`write_long_tail_chats`); different batches: speed, not losses
+    "packing": ("tunelab_lora_packed", "tunelab_lora_padded"),
 }
+# The config group each data file is read through.
+DATA_CONFIG = {"chats": "jsonl", "long_tail": "jsonl", "pairs": "preference_jsonl"}
 
 
 # ---------------------------------------------------------------- data and config
 
 
-def write_chats(path: Path, n: int, seed: int) -> None:
-    """`n` multi-turn chats of 1-8 tiny-world turns (arithmetic, reverse, repeat): a length spread."""
+TURN_TASKS = ("arithmetic", "reverse", "repeat")
+
+
+def turn_pool(n: int, seed: int) -> list[list[dict]]:
+    """Tiny-world chat turns ([user, assistant]) of three tasks."""
     from tunelab.world.records import chat_records
 
-    pool = [
-        r["messages"] for t in ("arithmetic", "reverse", "repeat") for r in chat_records(t, "train", n, seed)
-    ]
+    return [r["messages"] for t in TURN_TASKS for r in chat_records(t, "train", n, seed)]
+
+
+def write_chats(path: Path, n: int, seed: int) -> None:
+    """`n` multi-turn chats of 1-8 tiny-world turns (arithmetic, reverse, repeat): a length spread."""
+    pool = turn_pool(n, seed)
     rng = random.Random(seed)
     with path.open("w") as fh:
         for _ in range(n):
             turns = rng.sample(pool, rng.randint(1, 8))
             fh.write(json.dumps({"messages": [m for turn in turns for m in turn]}) + "\n")
+
+
+def long_tail_lengths(n: int, seed: int, low: int, high: int, median: float = 80.0, sigma: float = 0.9):
+    """`n` target token lengths, lognormal (median `median`, log-sd `sigma`) clipped to [low, high]:
+    the long-tailed spread of real chat data (most chats short, a few long)."""
+    rng = random.Random(seed)
+    return [min(high, max(low, round(rng.lognormvariate(math.log(median), sigma)))) for _ in range(n)]
+
+
+def write_long_tail_chats(path: Path, n: int, seed: int, tokenizer, max_length: int) -> list[int]:
+    """`n` chats whose templated token lengths follow `long_tail_lengths` (20 to `max_length`):
+    tiny-world turns appended until a chat reaches its drawn length (the turn that would pass
+    `max_length` is left out). Returns the chats' token lengths."""
+    from tunelab.data.chat import tokenize_chat
+
+    pool = turn_pool(n, seed)
+    rng = random.Random(seed + 1)
+    lengths = []
+    with path.open("w") as fh:
+        for target in long_tail_lengths(n, seed, 20, max_length):
+            messages: list[dict] = []
+            length = 0
+            while length < target:
+                longer = messages + rng.choice(pool)
+                n_tokens = len(tokenize_chat(tokenizer, longer, True)[0])
+                if n_tokens > max_length and messages:
+                    break
+                messages, length = longer, n_tokens
+            lengths.append(length)
+            fh.write(json.dumps({"messages": messages}) + "\n")
+    return lengths
+
+
+def write_pairs(path: Path, n: int, seed: int) -> None:
+    """`n` preference pairs (right vs near-miss answer, tiny world) after 0-6 earlier chat turns:
+    prompts of a spread of lengths, completions of a few tokens."""
+    from tunelab.world.records import preference_records
+
+    pool = turn_pool(n, seed)
+    pairs = [r for t in ("arithmetic", "reverse") for r in preference_records(t, "train", n, seed)]
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for pair in rng.sample(pairs, n):
+            history = [m for turn in rng.sample(pool, rng.randint(0, 6)) for m in turn]
+            prompt = [*history, {"role": "user", "content": pair["prompt"]}]
+            fh.write(json.dumps({"prompt": prompt, "chosen": pair["chosen"], "rejected": pair["rejected"]}))
+            fh.write("\n")
+
+
+def write_data(args: BenchArguments, names: list[str], directory: Path) -> None:
+    """The data files the chosen arms train on, into `directory` (one per DATASETS key used)."""
+    used = {ARMS[name].data for name in names}
+    if "chats" in used:
+        write_chats(directory / "chats.jsonl", args.examples, SEED)
+    if "pairs" in used:
+        write_pairs(directory / "pairs.jsonl", args.examples, SEED)
+    if "long_tail" in used:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        lengths = write_long_tail_chats(
+            directory / "long_tail.jsonl", args.examples, SEED, tokenizer, args.max_length
+        )
+        q = statistics.quantiles(lengths, n=10)
+        print(
+            f"long-tail chats: {len(lengths)}, token length min {min(lengths)}, median "
+            f"{statistics.median(lengths):.0f}, p90 {q[-1]:.0f}, max {max(lengths)}"
+        )
 
 
 def compose_config(args: BenchArguments, arm: Arm, out_dir: Path):
@@ -118,8 +207,8 @@ def compose_config(args: BenchArguments, arm: Arm, out_dir: Path):
         f"model={args.model_config}",
         f"model.name_or_path={args.model}",
         f"adapter={arm.adapter}",
-        "data=jsonl",
-        f"data.train.path={args.data}",
+        f"data={DATA_CONFIG[arm.data]}",
+        f"data.train.path={Path(args.data) / arm.data}.jsonl",
         f"data.batch_size={args.batch_size}",
         f"data.max_length={args.max_length}",
         f"trainer.max_steps={args.steps}",
@@ -171,10 +260,29 @@ def build_pieces(cfg) -> Pieces:
     return Pieces(cfg, data, objective, adapter, model, loaded.tokenizer)
 
 
-def first_batches(data, steps: int) -> list[dict]:
-    """The batches a run's first `steps` steps train on (its own loader, its own sampler order)."""
+def train_batches(data, steps: int) -> Iterator[dict]:
+    """The batches a run's first `steps` steps train on: its own loader and sampler order, epoch
+    after epoch (the sampler's epoch set as Lightning sets it), so `steps` may exceed an epoch."""
     loader = data.train_dataloader()
-    return [batch for _, batch in zip(range(steps), loader, strict=False)]
+    done, epoch = 0, 0
+    while done < steps:
+        for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+            if callable(getattr(sampler, "set_epoch", None)):
+                sampler.set_epoch(epoch)
+        before = done
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+        if done == before:  # an empty loader: nothing more to train on
+            return
+        epoch += 1
+
+
+def first_batches(data, steps: int) -> list[dict]:
+    """`train_batches` as a list."""
+    return list(train_batches(data, steps))
 
 
 def step_stats(batches: list[dict]) -> dict[str, Any]:
@@ -186,6 +294,25 @@ def step_stats(batches: list[dict]) -> dict[str, Any]:
         t, s, n = batch_stats(batch)
         tokens, supervised, lengths = tokens + t, supervised + s, lengths + n
     return {"tokens": tokens, "supervised_tokens": supervised, "lengths": lengths}
+
+
+def rows_in_order(data, n: int) -> list[dict]:
+    """The first `n` training examples in the run's sampler order, epoch after epoch."""
+    sampler = data.train_dataloader().sampler
+    rows: list[dict] = []
+    epoch = 0
+    while len(rows) < n:
+        rows += [data.train_examples[i] for i in sampler.order(epoch)]
+        epoch += 1
+    return rows[:n]
+
+
+def row_stats(rows: list[dict]) -> dict[str, Any]:
+    """Non-padding and supervised tokens and sequence lengths of unpacked rows."""
+    from tunelab.scaling.throughput import count_tokens
+
+    tokens, supervised = count_tokens(rows)
+    return {"tokens": tokens, "supervised_tokens": supervised, "lengths": [len(r["input_ids"]) for r in rows]}
 
 
 def optimizer_settings(cfg) -> dict[str, Any]:
@@ -221,13 +348,17 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=p.adapter.param_groups,
     )
-    trainer = build_trainer(cfg, out_dir, extra_callbacks=list(p.adapter.callbacks()))
+    timer = step_loop_timer()
+    trainer = build_trainer(cfg, out_dir, extra_callbacks=[*p.adapter.callbacks(), timer])
     start = time.perf_counter()
     trainer.fit(module, datamodule=p.data)
     seconds = time.perf_counter() - start
     checkpoint_seconds = trainer.strategy.checkpoint_io.seconds  # the final last.ckpt, timed apart
+    check_counted(stats["tokens"], int(module.train_tokens), trainer.global_step, args.steps)
     out = {
         "seconds": seconds - checkpoint_seconds,
+        "loop_seconds": timer.seconds,
+        "loop_cpu_seconds": timer.cpu_seconds,
         "checkpoint_seconds": checkpoint_seconds,
         "losses": [float(x) for x in module.step_losses],
         "steps": trainer.global_step,
@@ -237,51 +368,112 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return out | stats | model_counts(p.model, cfg)
 
 
+def step_loop_timer():
+    """A Lightning callback timing the step loop: the first batch's start to the last batch's end,
+    checkpoint writes inside it left out (what the plain loop's timer covers; fit's set-up and
+    tear-down, e.g. the optimizer's creation and the final weight checks, are outside it)."""
+    import lightning as L
+
+    class StepLoopTimer(L.Callback):
+        def __init__(self) -> None:
+            self.start = self.end = self.cpu_start = self.cpu_end = 0.0
+            self.checkpoint_start = self.checkpoint_end = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if not self.start:
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
+                self.checkpoint_start = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
+            self.checkpoint_end = getattr(trainer.strategy.checkpoint_io, "seconds", 0.0)
+
+        @property
+        def seconds(self) -> float:
+            return loop_seconds(self.start, self.end, self.checkpoint_end - self.checkpoint_start)
+
+        @property
+        def cpu_seconds(self) -> float:  # a checkpoint write's CPU time taken as its wall time
+            return loop_seconds(self.cpu_start, self.cpu_end, self.checkpoint_end - self.checkpoint_start)
+
+    return StepLoopTimer()
+
+
+def loop_seconds(start: float, end: float, checkpoint_seconds: float) -> float:
+    """Step-loop seconds between two clock readings, checkpoint writes in between left out."""
+    return end - start - checkpoint_seconds
+
+
+def check_counted(counted: int, trained: int, steps: int, wanted: int) -> None:
+    """The bench's token count must be what the run trained on, over the steps asked for."""
+    if counted != trained or steps != wanted:
+        raise RuntimeError(
+            f"bench: counted {counted} tokens over {wanted} steps, the run trained on {trained} in {steps}"
+        )
+
+
 def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
     """TRL's SFTTrainer on the same model object, rows, order and optimizer settings."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     p = build_pieces(cfg)
-    stats = step_stats(first_batches(p.data, args.steps))
-    order = p.data.train_dataloader().sampler.order(0)
-    rows = [p.data.train_examples[i] for i in order][: args.steps * args.batch_size]
+    rows = rows_in_order(p.data, args.steps * args.batch_size)
+    stats = row_stats(rows)  # what TRL trains on (tunelab's batches too, when epochs hold whole batches)
     dataset = Dataset.from_list(
         [
             {"input_ids": r["input_ids"], "labels": r["labels"]}  # tunelab's completion-only labels
             for r in rows
         ]
     )
-    opt = optimizer_settings(cfg)
     config = SFTConfig(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps,
-        learning_rate=opt["lr"],
-        lr_scheduler_type="cosine",
-        warmup_steps=opt["warmup"],
-        weight_decay=opt["weight_decay"],
-        adam_beta1=opt["betas"][0],
-        adam_beta2=opt["betas"][1],
-        adam_epsilon=1e-8,
-        max_grad_norm=opt["clip"],
-        optim="adamw_torch",  # tunelab's AdamW is unfused on CPU
-        bf16=False,  # TRL's default is bf16 autocast; tunelab's precision=fp32 runs float32
-        gradient_checkpointing=False,  # TRL 1.x turns it on by default; tunelab's default is off
-        max_length=args.max_length,
-        logging_steps=cfg.trainer.log_every_n_steps,
-        save_strategy="no",  # tunelab's final checkpoint is timed apart, so none here
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=SEED,
-        dataloader_num_workers=0,
-        train_sampling_strategy="sequential",  # the rows are already in the run's order
-        dataset_kwargs={"skip_prepare_dataset": True},
+        **trl_arguments(args, cfg, out_dir),
+        dataset_kwargs={"skip_prepare_dataset": True},  # tunelab's tokenized rows and labels
     )
 
-    class Recording(SFTTrainer):
+    start = time.perf_counter()
+    trainer = recording(SFTTrainer)(
+        model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer
+    )
+    trainer.step_losses = []
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return (
+        {
+            "seconds": seconds,
+            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
+            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
+            "checkpoint_seconds": 0.0,
+            "losses": [float(x) for x in trainer.step_losses],
+            "steps": trainer.state.global_step,
+        }
+        | stats
+        | model_counts(p.model, cfg)
+    )
+
+
+def recording(trainer_cls):
+    """`trainer_cls` that keeps each training step's loss as a tensor (no host sync) and times its
+    step loop (the first step's start to the last step's end, as `step_loop_timer`)."""
+    from transformers import TrainerCallback
+
+    class LoopTimer(TrainerCallback):
+        start = end = cpu_start = cpu_end = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            if not self.start:
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
+
+    class Recording(trainer_cls):
         step_losses: list
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.loop_timer = LoopTimer()
+            self.add_callback(self.loop_timer)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -289,19 +481,88 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
                 self.step_losses.append((out[0] if return_outputs else out).detach())
             return out
 
+    return Recording
+
+
+def trl_arguments(args: BenchArguments, cfg, out_dir: Path) -> dict[str, Any]:
+    """TrainingArguments matching the run's: optimizer, schedule, clipping, precision, logging."""
+    opt = optimizer_settings(cfg)
+    return {
+        "output_dir": str(out_dir),
+        "per_device_train_batch_size": args.batch_size,
+        "max_steps": args.steps,
+        "learning_rate": opt["lr"],
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": opt["warmup"],
+        "weight_decay": opt["weight_decay"],
+        "adam_beta1": opt["betas"][0],
+        "adam_beta2": opt["betas"][1],
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": opt["clip"],
+        "optim": "adamw_torch",  # tunelab's AdamW is unfused on CPU
+        "bf16": False,  # TRL's default is bf16 autocast; tunelab's precision=fp32 runs float32
+        "gradient_checkpointing": False,  # TRL 1.x turns it on by default; tunelab's default is off
+        "max_length": args.max_length,
+        "logging_steps": cfg.trainer.log_every_n_steps,
+        "save_strategy": "no",  # tunelab's final checkpoint is timed apart, so none here
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": True,
+        "seed": SEED,
+        "dataloader_num_workers": 0,
+        "train_sampling_strategy": "sequential",  # the rows are already in the run's order
+    }
+
+
+def pair_stats(pairs: list[dict]) -> dict[str, Any]:
+    """Tokens of preference pairs as rows: prompt + chosen and prompt + rejected (the prompt's
+    first token never a target, every completion token supervised)."""
+    rows = [p["prompt"] + p[side] for p in pairs for side in ("chosen", "rejected")]
+    supervised = sum(len(p["chosen"]) + len(p["rejected"]) for p in pairs)
+    return {"tokens": sum(map(len, rows)), "supervised_tokens": supervised, "lengths": list(map(len, rows))}
+
+
+def run_trl_dpo(args: BenchArguments, cfg, out_dir: Path) -> dict:
+    """TRL's DPOTrainer on the same LoRA model object (reference: the adapter disabled), pairs,
+    order, beta and optimizer settings; reference log-probs precomputed when the arm's are."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    p = build_pieces(cfg)
+    # Every training pair, in the run's order: TRL precomputes reference log-probs over all of them,
+    # as the tunelab arm does; max_steps stops both after the same rows.
+    steps_rows = args.steps * args.batch_size
+    every = rows_in_order(p.data, max(steps_rows, len(p.data.train_examples)))
+    pairs = every[:steps_rows]
+    names = {"prompt": "prompt_ids", "chosen": "chosen_ids", "rejected": "rejected_ids"}
+    dataset = Dataset.from_list([{names[k]: r[k] for k in names} for r in every])
+
+    class PreTokenized(recording(DPOTrainer)):
+        def _prepare_dataset(self, dataset, *a, **kw):  # TRL 1.x tokenizes text; these are token ids
+            return dataset
+
+    config = DPOConfig(
+        **trl_arguments(args, cfg, out_dir),
+        beta=cfg.objective.beta,
+        precompute_ref_log_probs=bool(cfg.objective.precompute_reference),
+    )
     start = time.perf_counter()
-    trainer = Recording(model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer)
+    trainer = PreTokenized(
+        model=p.model, ref_model=None, args=config, train_dataset=dataset, processing_class=p.tokenizer
+    )
     trainer.step_losses = []
     trainer.train()
     seconds = time.perf_counter() - start
     return (
         {
             "seconds": seconds,
+            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
+            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in trainer.step_losses],
             "steps": trainer.state.global_step,
         }
-        | stats
+        | pair_stats(pairs)
         | model_counts(p.model, cfg)
     )
 
@@ -322,9 +583,10 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
     clip = cfg.trainer.gradient_clip_val
     losses = []
     start = time.perf_counter()
-    for batch in p.data.train_dataloader():
-        if len(losses) == args.steps:
-            break
+    first = cpu_first = 0.0
+    for batch in train_batches(p.data, args.steps):
+        if not first:  # the step loop starts with the first batch in hand
+            first, cpu_first = time.perf_counter(), time.process_time()
         loss = p.objective(p.model, batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)
@@ -332,10 +594,13 @@ def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
-    seconds = time.perf_counter() - start
+    end, cpu_end = time.perf_counter(), time.process_time()
+    seconds = end - start
     return (
         {
             "seconds": seconds,
+            "loop_seconds": end - first,
+            "loop_cpu_seconds": cpu_end - cpu_first,
             "checkpoint_seconds": 0.0,
             "losses": [float(x) for x in losses],
             "steps": len(losses),
@@ -387,7 +652,12 @@ def run_gemm(args: BenchArguments, cfg, out_dir: Path) -> dict:
     return {"seconds": seconds, "flops": flops, "flops_per_sec": flops / seconds, "shapes": shapes}
 
 
-RUNNERS: dict[str, Callable[..., dict]] = {"tunelab": run_tunelab, "trl": run_trl, "plain": run_plain}
+RUNNERS: dict[str, Callable[..., dict]] = {
+    "tunelab": run_tunelab,
+    "trl": run_trl,
+    "trl_dpo": run_trl_dpo,
+    "plain": run_plain,
+}
 
 
 # ---------------------------------------------------------------- driver
@@ -407,6 +677,9 @@ def run_arm(name: str, args: BenchArguments) -> dict:
     out = RUNNERS[arm.runner](args, compose_config(args, arm, out_dir), out_dir)
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["tokens_per_sec"] = out["tokens"] / out["seconds"]
+    out["loop_tokens_per_sec"] = out["tokens"] / out["loop_seconds"]
+    # per CPU-second of the arm's one thread: far less sensitive than wall time to a shared machine
+    out["cpu_tokens_per_sec"] = out["tokens"] / out["loop_cpu_seconds"]
     out["ms_per_step"] = 1000 * out["seconds"] / max(out["steps"], 1)
     adapter_weights = 0 if out["full"] else out["trainable_params"]
     flops = training_flops(
@@ -438,29 +711,43 @@ def report(runs: dict[str, list[dict]], pairs: list[str], gemm: list[dict]) -> N
     peak = statistics.median(g["flops_per_sec"] for g in gemm)
     per_repeat = ", ".join(f"{g['flops_per_sec'] / 1e9:.1f}" for g in gemm)
     print(f"\nGEMM at the model's shapes (float32), GFLOP/s per repeat: {per_repeat}")
-    print("\n| arm | tok/s (median) | ms/step | ckpt s | peak RSS MiB | model GFLOP/s | of GEMM |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| arm | tok/s (median) | step-loop tok/s | ms/step | ckpt s | peak RSS MiB"
+        " | model GFLOP/s | of GEMM |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, rs in runs.items():
         gf = statistics.median(r["model_flops_per_sec"] for r in rs)
         print(
             f"| {name} | {statistics.median(r['tokens_per_sec'] for r in rs):.0f}"
+            f" | {statistics.median(r['loop_tokens_per_sec'] for r in rs):.0f}"
             f" | {statistics.median(r['ms_per_step'] for r in rs):.0f}"
             f" | {statistics.median(r['checkpoint_seconds'] for r in rs):.2f}"
             f" | {statistics.median(r['peak_rss_mib'] for r in rs):.0f}"
             f" | {gf / 1e9:.1f} | {gf / peak:.1%} |"
         )
     print(
-        "\n| pair | A | B | A/B tok/s per repeat | median | A/B peak RSS | loss step 1 A / B | max loss gap |"
+        "\n| pair | A | B | A/B tok/s per repeat | median | A/B step-loop tok/s per repeat | median"
+        " | A/B step-loop tok per CPU-s per repeat | median"
+        " | A/B peak RSS | loss step 1 A / B | max loss gap |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for pair in pairs:
         a, b = PAIRS[pair]
         tps = paired_ratios([r["tokens_per_sec"] for r in runs[a]], [r["tokens_per_sec"] for r in runs[b]])
+        loop = paired_ratios(
+            [r["loop_tokens_per_sec"] for r in runs[a]], [r["loop_tokens_per_sec"] for r in runs[b]]
+        )
+        cpu = paired_ratios(
+            [r["cpu_tokens_per_sec"] for r in runs[a]], [r["cpu_tokens_per_sec"] for r in runs[b]]
+        )
         rss = paired_ratios([r["peak_rss_mib"] for r in runs[a]], [r["peak_rss_mib"] for r in runs[b]])
         la, lb = runs[a][0]["losses"], runs[b][0]["losses"]
         gap = max((abs(x - y) for x, y in zip(la, lb, strict=False)), default=float("nan"))
         print(
             f"| {pair} | {a} | {b} | {', '.join(f'{r:.2f}' for r in tps.ratios)} | **{tps.median:.2f}**"
+            f" | {', '.join(f'{r:.2f}' for r in loop.ratios)} | **{loop.median:.2f}**"
+            f" | {', '.join(f'{r:.2f}' for r in cpu.ratios)} | **{cpu.median:.2f}**"
             f" | {rss.median:.2f} | {la[0]:.6f} / {lb[0]:.6f} | {gap:.2e} |"
         )
     if "profile" in runs.get("tunelab_lora", [{}])[0]:
@@ -484,8 +771,9 @@ def main(args: BenchArguments) -> int:
         from tunelab.core.config import ConfigError
 
         raise ConfigError(f"tunelab bench: pairs has unknown {unknown}; known: {sorted(PAIRS)}")
-    data = Path(tempfile.mkdtemp(prefix="bench-data-")) / "chats.jsonl"
-    write_chats(data, args.examples, SEED)
+    names = arms_of(pairs)
+    data = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    write_data(args, names, data)
     args.data = str(data)
     import torch
     import transformers
@@ -494,7 +782,6 @@ def main(args: BenchArguments) -> int:
         f"torch {torch.__version__}, transformers {transformers.__version__}, threads per arm {args.threads}"
     )
     print(f"args: {asdict(args)}")
-    names = arms_of(pairs)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     gemm: list[dict] = []
     for repeat in range(args.repeats):  # A B C ... per repeat: a drifting load hits every arm alike
