@@ -74,16 +74,35 @@ def arm_overrides(comparison: DictConfig) -> dict[str, list[str]]:
     return arms
 
 
+def tokens_per_example(cfg: DictConfig) -> float:
+    """Mean tokens of one training example of this arm's data (every `*input_ids` field: a
+    preference pair counts both answers), tokenized as the run will tokenize it."""
+    from tunelab.data.base import build_data  # heavy imports only for a token budget
+    from tunelab.models.load import load_tokenizer
+
+    data = build_data(cfg.data)
+    model = cfg.model
+    data.attach_tokenizer(
+        load_tokenizer(model.name_or_path, model.get("trust_remote_code", False), model.get("chat_template"))
+    )
+    counts = [sum(len(v) for k, v in e.items() if k.endswith("input_ids")) for e in data.train_examples]
+    return sum(counts) / len(counts)
+
+
 def budget_steps(comparison: DictConfig, cfg: DictConfig, arm: str) -> int:
     """Optimizer steps that give this arm the comparison's budget.
 
-    `budget.examples`: every arm sees the same number of training examples (batch size ×
-    gradient accumulation × steps), whatever its batch shape; `budget.steps`: the same steps.
+    `budget.steps`: the same steps for every arm; `budget.tokens`: the steps whose examples hold
+    that many tokens at this arm's mean example length (the run records the tokens it took);
+    `budget.examples`: the same number of training examples (batch size x gradient accumulation
+    x steps), whatever the arm's batch shape.
     """
     budget = comparison.budget
     if budget.get("steps") is not None:
         return int(budget.steps)
     per_step = int(cfg.data.batch_size) * int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    if budget.get("tokens") is not None:
+        return max(1, round(int(budget.tokens) / (per_step * tokens_per_example(cfg))))
     examples = int(budget.examples)
     if examples % per_step:
         raise ConfigError(
@@ -91,6 +110,18 @@ def budget_steps(comparison: DictConfig, cfg: DictConfig, arm: str) -> int:
             f"step (data.batch_size x trainer.accumulate_grad_batches); choose a multiple of it"
         )
     return examples // per_step
+
+
+def budget_overrides(comparison: DictConfig, cfg: DictConfig, arm: str) -> list[str]:
+    """The arm's train.py overrides for the budget: its steps, plus Lightning's wall-clock stop
+    (`trainer.max_time`) when `budget.seconds` is set (the lr schedule still spans the steps)."""
+    overrides = [f"trainer.max_steps={budget_steps(comparison, cfg, arm)}"]
+    seconds = comparison.budget.get("seconds")
+    if seconds is not None:  # Lightning's "DD:HH:MM:SS" (a plain string survives instantiate)
+        days, rest = divmod(int(seconds), 86400)
+        clock = f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        overrides.append(f"++trainer.max_time='{clock}'")
+    return overrides
 
 
 def format_value(value: Any) -> str:
@@ -179,7 +210,7 @@ def plan_stage(
         arm_cfg = configs.compose(shared)
         if stage == "tune":
             check_tune_splits(arm_cfg, arm)
-        shared += [f"trainer.max_steps={budget_steps(comparison, arm_cfg, arm)}", f"name={comparison.name}"]
+        shared += [*budget_overrides(comparison, arm_cfg, arm), f"name={comparison.name}"]
         shared += wandb_overrides(arm_cfg, comparison, stage, arm)
         if stage == "tune":
             settings = grid(comparison, arm, float(arm_cfg.lr))
