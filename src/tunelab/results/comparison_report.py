@@ -108,8 +108,9 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
     tune = comparison.tune
     space = OmegaConf.to_container(tune.space, resolve=True)
     relative = " (lr as multiples of each arm's default)" if tune.relative_lr else ""
+    how = "Optuna TPE" if tune.get("method") == "optuna" else "grid"
     tuned = (
-        f"Tuned: best of {tune.trials} trials per arm over {space}{relative} on {tune.metric} of the "
+        f"Tuned: best of {tune.trials} {how} trials per arm over {space}{relative} on {tune.metric} of the "
         f"validation split carved from the training data (seed {tune.seed}); scored on the test split."
     )
     records = [r.get("provenance") or {} for rs in runs.values() for r in rs]
