@@ -3,11 +3,14 @@
 import copy
 import functools
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import lightning
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Timer
 from transformers import AutoTokenizer
 
 from tunelab.core.config import ConfigError
@@ -58,6 +61,30 @@ def test_equal_examples_across_arms_with_different_batch_shapes():
         per_step = composed.data.batch_size * composed.trainer.accumulate_grad_batches
         assert composed.trainer.max_steps * per_step == 64  # 8 steps x 8, 2 steps x 32
     assert {override_value(j, "trainer.max_steps") for j in jobs} == {"8", "2"}
+
+
+def test_equal_tokens_across_arms_with_different_batch_shapes_and_a_wall_clock_stop():
+    cfg = compare_cfg("comparison=smoke", "comparison.budget.tokens=4000", "comparison.budget.seconds=3690")
+    cfg.comparison.baseline = None
+    cfg.comparison.arms = {
+        "a": ["data.batch_size=8"],
+        "b": ["data.batch_size=16", "trainer.accumulate_grad_batches=2"],
+    }
+    tokenizer = AutoTokenizer.from_pretrained(asset_path("tiny-llama"))
+    steps = {}
+    for job in plan_stage(cfg, CONFIGS, "tune", hashes=False)[::2]:  # one trial per arm
+        composed = CONFIGS.compose(job.overrides)
+        records = instantiate(composed.data.train)  # counted here with the tokenizer's own template
+        mean = sum(
+            len(tokenizer.apply_chat_template(r["messages"], return_dict=True)["input_ids"]) for r in records
+        ) / len(records)
+        per_step = composed.data.batch_size * composed.trainer.accumulate_grad_batches
+        steps[job.arm] = composed.trainer.max_steps
+        assert abs(steps[job.arm] * per_step * mean - 4000) <= per_step * mean / 2  # the nearest step
+        trainer = lightning.Trainer(max_time=composed.trainer.max_time, logger=False)  # Lightning reads it
+        timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+        assert timer.time_remaining() == timedelta(hours=1, seconds=90).total_seconds()
+    assert steps["a"] > 3 * steps["b"]  # 4x the examples per step: about a quarter of the steps
 
 
 def test_budget_that_does_not_divide_is_a_config_error():

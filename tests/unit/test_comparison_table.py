@@ -85,6 +85,7 @@ def test_digits_match_the_interval():
     assert decimals_for(Interval(0.21345, 0.01234, 5, 0.01), 1.0) == 3
     assert decimals_for(Interval(213.291, 1.893, 5, 1.5), 1.0) == 1  # "213.3 ± 1.9", not 213.291
     assert decimals_for(Interval(0.5, None, 1, 0.0), 1.0) == 3  # no interval: 3 significant digits
+    assert decimals_for(Interval(-0.93249999999999988, 1.6e-16, 5, 1.3e-16), 1.0) == 3  # five equal -0.9325s
     cell = build_comparison_table([arm("a", BASE, 1)], COLUMNS[:1], None, []).cells[0][0]
     hw = sps.t.ppf(0.975, 4) * sps.tstd(BASE) / 5**0.5  # 0.01388... -> 0.014
     assert cell_text(cell, COLUMNS[0], "markdown") == f"**{sum(BASE) / 5:.3f} ± {hw:.3f}**"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.core.config import PACKAGE_CONF
+from tunelab.core.config import PACKAGE_CONF, ConfigError
 from tunelab.results.comparison import (
     TrainConfigs,
     best_settings,
@@ -20,7 +20,14 @@ from tunelab.results.comparison import (
 def tune_stage(cfg: DictConfig, configs: TrainConfigs, out_dir: Path, root: Path) -> list:
     """Every arm's trials on the validation split; writes tune/best.json."""
     comparison = cfg.comparison
-    jobs = run_stage(plan_stage(cfg, configs, "tune"), out_dir, cfg.force, cfg.launcher, root, "tune")
+    if comparison.tune.method == "optuna":
+        from tunelab.results.tuning_optuna import optuna_tune  # optuna only when asked for
+
+        jobs = optuna_tune(cfg, configs, out_dir, root)
+    elif comparison.tune.method == "grid":
+        jobs = run_stage(plan_stage(cfg, configs, "tune"), out_dir, cfg.force, cfg.launcher, root, "tune")
+    else:
+        raise ConfigError(f"comparison.tune.method={comparison.tune.method!r}: expected grid or optuna")
     best = best_settings(jobs, out_dir, comparison.tune.metric, comparison.tune.better)
     (out_dir / "tune" / "best.json").write_text(json.dumps(best, indent=1, sort_keys=True) + "\n")
     for arm, record in best.items():

@@ -56,12 +56,16 @@ class TrainConfigs:
 
     def __init__(self, conf_dir: Path) -> None:
         self.loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir)))
+        self.cache: dict[tuple[str, ...], dict] = {}
 
     def compose(self, overrides: list[str]) -> DictConfig:
-        cfg = self.loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
-        with_hydra = OmegaConf.to_container(cfg, resolve=False)
-        with_hydra.pop("hydra", None)  # what the job's task function receives
-        return OmegaConf.create(with_hydra)
+        key = tuple(overrides)
+        if key not in self.cache:  # a sequential search plans its arms once per round
+            cfg = self.loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
+            with_hydra = OmegaConf.to_container(cfg, resolve=False)
+            with_hydra.pop("hydra", None)  # what the job's task function receives
+            self.cache[key] = with_hydra
+        return OmegaConf.create(self.cache[key])
 
 
 def arm_overrides(comparison: DictConfig) -> dict[str, list[str]]:
@@ -75,16 +79,35 @@ def arm_overrides(comparison: DictConfig) -> dict[str, list[str]]:
     return arms
 
 
+def tokens_per_example(cfg: DictConfig) -> float:
+    """Mean tokens of one training example of this arm's data (every `*input_ids` field: a
+    preference pair counts both answers), tokenized as the run will tokenize it."""
+    from tunelab.data.base import build_data  # heavy imports only for a token budget
+    from tunelab.models.load import load_tokenizer
+
+    data = build_data(cfg.data)
+    model = cfg.model
+    data.attach_tokenizer(
+        load_tokenizer(model.name_or_path, model.get("trust_remote_code", False), model.get("chat_template"))
+    )
+    counts = [sum(len(v) for k, v in e.items() if k.endswith("input_ids")) for e in data.train_examples]
+    return sum(counts) / len(counts)
+
+
 def budget_steps(comparison: DictConfig, cfg: DictConfig, arm: str) -> int:
     """Optimizer steps that give this arm the comparison's budget.
 
-    `budget.examples`: every arm sees the same number of training examples (batch size ×
-    gradient accumulation × steps), whatever its batch shape; `budget.steps`: the same steps.
+    `budget.steps`: the same steps for every arm; `budget.tokens`: the steps whose examples hold
+    that many tokens at this arm's mean example length (the run records the tokens it took);
+    `budget.examples`: the same number of training examples (batch size x gradient accumulation
+    x steps), whatever the arm's batch shape.
     """
     budget = comparison.budget
     if budget.get("steps") is not None:
         return int(budget.steps)
     per_step = int(cfg.data.batch_size) * int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    if budget.get("tokens") is not None:
+        return max(1, round(int(budget.tokens) / (per_step * tokens_per_example(cfg))))
     examples = int(budget.examples)
     if examples % per_step:
         raise ConfigError(
@@ -94,17 +117,30 @@ def budget_steps(comparison: DictConfig, cfg: DictConfig, arm: str) -> int:
     return examples // per_step
 
 
+def budget_overrides(comparison: DictConfig, cfg: DictConfig, arm: str) -> list[str]:
+    """The arm's train.py overrides for the budget: its steps, plus Lightning's wall-clock stop
+    (`trainer.max_time`) when `budget.seconds` is set (the lr schedule still spans the steps)."""
+    overrides = [f"trainer.max_steps={budget_steps(comparison, cfg, arm)}"]
+    seconds = comparison.budget.get("seconds")
+    if seconds is not None:  # Lightning's "DD:HH:MM:SS" (a plain string survives instantiate)
+        days, rest = divmod(int(seconds), 86400)
+        clock = f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        overrides.append(f"++trainer.max_time='{clock}'")
+    return overrides
+
+
 def format_value(value: Any) -> str:
     """An override value: floats in 4 significant digits, the rest as Hydra reads them."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def grid(comparison: DictConfig, arm: str, default_lr: float) -> list[dict[str, Any]]:
-    """The arm's trial settings: `tune.trials` points of the grid over `tune.space` (a seeded
-    sample of it when the grid is larger); `lr` values are multiples of the arm's own default lr
-    when `tune.relative_lr` is true, so each method is searched around its usual setting."""
+def grid(comparison: DictConfig, arm: str) -> list[dict[str, Any]]:
+    """The arm's searched points: `tune.trials` points of the grid over `tune.space` (a seeded
+    sample of it when the grid is larger). `scaled` turns a point into the run's setting: `lr`
+    values are multiples of the arm's own default lr when `tune.relative_lr` is true, so each
+    method is searched around its usual setting."""
     tune = comparison.tune
-    space = OmegaConf.to_container(tune.arm_space.get(arm) or tune.space, resolve=True)
+    space = space_of(comparison, arm)
     knobs = sorted(space)
     points = [
         dict(zip(knobs, values, strict=True)) for values in itertools.product(*(space[k] for k in knobs))
@@ -116,9 +152,20 @@ def grid(comparison: DictConfig, arm: str, default_lr: float) -> list[dict[str, 
         )
     if len(points) > tune.trials:  # the same sample for every arm of equal grid size
         points = random.Random(tune.seed).sample(points, tune.trials)
-    if tune.relative_lr:
-        points = [{**p, "lr": float(p["lr"]) * default_lr} if "lr" in p else p for p in points]
     return points
+
+
+def space_of(comparison: DictConfig, arm: str) -> dict[str, list]:
+    """The knobs the arm's trials search: `tune.arm_space[arm]`, else `tune.space`."""
+    tune = comparison.tune
+    return OmegaConf.to_container(tune.arm_space.get(arm) or tune.space, resolve=True)
+
+
+def scaled(comparison: DictConfig, point: dict[str, Any], default_lr: float) -> dict[str, Any]:
+    """A searched point as the run's setting: `lr` times the arm's default when `tune.relative_lr`."""
+    if comparison.tune.relative_lr and "lr" in point:
+        return {**point, "lr": float(point["lr"]) * default_lr}
+    return dict(point)
 
 
 def wandb_overrides(cfg: DictConfig, comparison: DictConfig, stage: str, arm: str) -> list[str]:
@@ -167,10 +214,14 @@ def plan_stage(
     stage: str,
     best: dict[str, dict] | None = None,
     hashes: bool = True,
+    points: dict[str, list[dict]] | None = None,
+    first_trial: int = 0,
 ) -> list[Job]:
     """Every job of `stage`: tune = trials per arm on validation, confirm = seeds per arm on test.
 
     `hashes=False` skips composing every job for its config hash (a quick check of a preset).
+    `points` ({arm: [point]}, numbered from `first_trial`) replaces the grid: a round of a
+    sequential search (tunelab.results.tuning_optuna).
     """
     comparison = cmp_cfg.comparison
     split = "validation" if stage == "tune" else "test"
@@ -180,11 +231,13 @@ def plan_stage(
         arm_cfg = configs.compose(shared)
         if stage == "tune":
             check_tune_splits(arm_cfg, arm)
-        shared += [f"trainer.max_steps={budget_steps(comparison, arm_cfg, arm)}", f"name={comparison.name}"]
+        shared += [*budget_overrides(comparison, arm_cfg, arm), f"name={comparison.name}"]
         shared += wandb_overrides(arm_cfg, comparison, stage, arm)
         if stage == "tune":
-            settings = grid(comparison, arm, float(arm_cfg.lr))
-            runs = [(f"trial{i}", s, int(comparison.tune.seed)) for i, s in enumerate(settings)]
+            searched = grid(comparison, arm) if points is None else points.get(arm, [])
+            settings = [scaled(comparison, p, float(arm_cfg.lr)) for p in searched]
+            seed = int(comparison.tune.seed)
+            runs = [(f"trial{first_trial + i}", s, seed) for i, s in enumerate(settings)]
         else:
             if best is not None and arm not in best:
                 continue  # every trial of this arm failed: nothing to confirm

@@ -80,20 +80,37 @@ def collect_arms(
     return arms, runs
 
 
+def span(values: list) -> str:
+    """`lo-hi` of sorted values, or the one value."""
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
 def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]]) -> list[str]:
     """Caption notes: the budget, the tuning protocol and where the numbers came from."""
     budget = comparison.budget
     steps = {name: {r.get("train_steps") for r in rs} for name, rs in runs.items()}
     steps_text = ", ".join(f"{n} {sorted(s)[0] if len(s) == 1 else sorted(s)}" for n, s in steps.items())
+    tokens = {
+        name: sorted({r["train_tokens"] for r in rs if "train_tokens" in r}) for name, rs in runs.items()
+    }
+    tokens_text = ", ".join(f"{n} {span(t)}" for n, t in tokens.items() if t)
     if budget.get("steps") is not None:
         spent = f"Budget: {budget.steps} optimizer steps per run."
+    elif budget.get("tokens") is not None:
+        spent = (
+            f"Budget: {budget.tokens} training tokens per run (optimizer steps: {steps_text}; "
+            f"tokens trained: {tokens_text})."
+        )
     else:
         spent = f"Budget: {budget.examples} training examples per run (optimizer steps: {steps_text})."
+    if budget.get("seconds") is not None:
+        spent += f" Wall-clock stop: {budget.seconds} s of training per run."
     tune = comparison.tune
     space = OmegaConf.to_container(tune.space, resolve=True)
     relative = " (lr as multiples of each arm's default)" if tune.relative_lr else ""
+    how = "Optuna TPE" if tune.get("method") == "optuna" else "grid"
     tuned = (
-        f"Tuned: best of {tune.trials} trials per arm over {space}{relative} on {tune.metric} of the "
+        f"Tuned: best of {tune.trials} {how} trials per arm over {space}{relative} on {tune.metric} of the "
         f"validation split carved from the training data (seed {tune.seed}); scored on the test split."
     )
     records = [r.get("provenance") or {} for rs in runs.values() for r in rs]

@@ -123,6 +123,8 @@ def decimals_for(interval: Interval, scale: float) -> int:
     """Decimals that show the interval's half-width to two significant digits (the mean gets the
     same); without a half-width, three significant digits of the mean."""
     width = (interval.half_width or 0.0) * scale
+    if width <= 1e-9 * abs(interval.mean * scale):  # equal values whose float mean is off by an ulp
+        width = 0.0
     reference = width if width > 0 else abs(interval.mean * scale)
     if reference == 0 or not math.isfinite(reference):
         return 0
