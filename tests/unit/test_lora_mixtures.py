@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from tests.unit.adapter_helpers import adapted_tiny
-from tests.unit.test_adapters import batch_loss, compose_adapter, logits
+from tests.unit.adapter_helpers import adapted_tiny, batch_loss
+from tests.unit.test_adapters import compose_adapter, logits
 from tunelab.adapters.base import ExportError, build_adapter, count_parameters
 from tunelab.core.config import ConfigError
 from tunelab.training.module import TuneLabModule
