@@ -87,10 +87,22 @@ def tiny_llama_config(**overrides):
     return LlamaConfig(**(shape | overrides))
 
 
+# Modules in the order xdist hands them out (`--dist loadfile`): the longest first, so the real-model
+# module (minutes, one worker) runs beside the rest instead of after it. Stable: a module keeps
+# its own order, and every worker computes the same one.
+LONGEST_FIRST = ("tests/real/", "tests/integration/")
+
+
+def schedule_rank(path: str) -> int:
+    """0 for the real-model tests, 1 for the end-to-end ones, 2 for the rest."""
+    return next((i for i, part in enumerate(LONGEST_FIRST) if part in path), len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` skip, with the reason, where no CUDA device is visible."""
+    """Longest modules first; tests marked `gpu` skip, with the reason, where no CUDA is visible."""
     import torch
 
+    items.sort(key=lambda item: schedule_rank(item.nodeid))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (marked gpu); none on this machine")
