@@ -412,6 +412,23 @@ def check_counted(counted: int, trained: int, steps: int, wanted: int) -> None:
         )
 
 
+def train_timed(trainer: Any, start: float) -> dict[str, Any]:
+    """Train a TRL trainer (built after `start`, a perf_counter reading) and report as an arm does:
+    whole-fit and step-loop seconds (TRL writes no checkpoint), per-step losses, steps."""
+    trainer.step_losses = []
+    trainer.train()
+    seconds = time.perf_counter() - start
+    timer = trainer.loop_timer
+    return {
+        "seconds": seconds,
+        "loop_seconds": loop_seconds(timer.start, timer.end, 0.0),
+        "loop_cpu_seconds": loop_seconds(timer.cpu_start, timer.cpu_end, 0.0),
+        "checkpoint_seconds": 0.0,
+        "losses": [float(x) for x in trainer.step_losses],
+        "steps": trainer.state.global_step,
+    }
+
+
 def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
     """TRL's SFTTrainer on the same model object, rows, order and optimizer settings."""
     from datasets import Dataset
@@ -435,21 +452,7 @@ def run_trl(args: BenchArguments, cfg, out_dir: Path) -> dict:
     trainer = recording(SFTTrainer)(
         model=p.model, args=config, train_dataset=dataset, processing_class=p.tokenizer
     )
-    trainer.step_losses = []
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return (
-        {
-            "seconds": seconds,
-            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
-            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
-            "checkpoint_seconds": 0.0,
-            "losses": [float(x) for x in trainer.step_losses],
-            "steps": trainer.state.global_step,
-        }
-        | stats
-        | model_counts(p.model, cfg)
-    )
+    return train_timed(trainer, start) | stats | model_counts(p.model, cfg)
 
 
 def recording(trainer_cls):
@@ -550,21 +553,7 @@ def run_trl_dpo(args: BenchArguments, cfg, out_dir: Path) -> dict:
     trainer = PreTokenized(
         model=p.model, ref_model=None, args=config, train_dataset=dataset, processing_class=p.tokenizer
     )
-    trainer.step_losses = []
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return (
-        {
-            "seconds": seconds,
-            "loop_seconds": loop_seconds(trainer.loop_timer.start, trainer.loop_timer.end, 0.0),
-            "loop_cpu_seconds": loop_seconds(trainer.loop_timer.cpu_start, trainer.loop_timer.cpu_end, 0.0),
-            "checkpoint_seconds": 0.0,
-            "losses": [float(x) for x in trainer.step_losses],
-            "steps": trainer.state.global_step,
-        }
-        | pair_stats(pairs)
-        | model_counts(p.model, cfg)
-    )
+    return train_timed(trainer, start) | pair_stats(pairs) | model_counts(p.model, cfg)
 
 
 def run_plain(args: BenchArguments, cfg, out_dir: Path) -> dict:
