@@ -181,6 +181,21 @@ def test_cache_reuses_completed_runs_and_reruns_failed_ones(tmp_path, launched):
     assert (tmp_path / "tune/full/trial0.old1/metrics.json").is_file()  # the failed run is kept aside
 
 
+def test_a_reused_run_is_kept_clear_of_a_new_job_written_in_its_folder(tmp_path, launched):
+    jobs = smoke_tune()  # lora trial0 (lr 1x), trial1 (3x); full the same
+    fake_run(tmp_path, "tune/lora/trial0", jobs[0], "completed")
+    (tmp_path / "tune/lora/trial0/marker").write_text("the 1x run")
+    shifted = plan_stage(
+        compare_cfg("comparison=smoke", "comparison.tune.space.lr=[0.5,1.0]"), CONFIGS, "tune"
+    )
+    assert shifted[1].cache_key == jobs[0].cache_key  # lr 1x is now trial1; trial0 is new (0.5x)
+    run_stage(shifted, tmp_path, force=False, launcher=None, root=ROOT)
+    assert launched == [["lora/trial0", "full/trial0", "full/trial1"]]
+    assert shifted[1].reused and shifted[1].run_dir == "tune/lora/trial0.kept1"
+    assert (tmp_path / shifted[1].run_dir / "marker").read_text() == "the 1x run"
+    assert not (tmp_path / "tune/lora/trial0").exists()  # free for the new trial0
+
+
 def test_force_reruns_everything(tmp_path, launched):
     jobs = smoke_tune()
     for job in jobs:

@@ -269,14 +269,18 @@ def completed_runs(out_dir: Path) -> dict[str, str]:
     return found
 
 
-def move_aside(path: Path) -> None:
-    """Keep a failed or stale run's folder as `<name>.old<N>` so its rerun starts clean."""
+def move_aside(path: Path, tag: str = "old") -> Path | None:
+    """Rename a run's folder to `<name>.<tag><N>` (the first free N); the new path, or None if absent.
+
+    `old`: a failed or stale run, so its rerun starts clean; `kept`: a completed run the cache
+    reuses, moved out of the folder a new job of this stage is about to write.
+    """
     if not path.exists():
-        return
+        return None
     n = 1
-    while path.with_name(f"{path.name}.old{n}").exists():
+    while path.with_name(f"{path.name}.{tag}{n}").exists():
         n += 1
-    path.rename(path.with_name(f"{path.name}.old{n}"))
+    return path.rename(path.with_name(f"{path.name}.{tag}{n}"))
 
 
 def launch(jobs: list[Job], sweep_dir: Path, launcher: str | None, root: Path) -> int:
@@ -307,14 +311,15 @@ def run_stage(
     """Reuse completed runs with the same cache key (unless `force`), run the rest, record all."""
     stage_dir = out_dir / (stage or (jobs[0].stage if jobs else "empty"))
     cache = {} if force else completed_runs(out_dir)
-    todo = []
     for job in jobs:
         job.run_dir = cache.get(job.cache_key, "")
         job.reused = bool(job.run_dir)
-        if not job.reused:
-            job.run_dir = str((stage_dir / job.subdir).relative_to(out_dir))
-            move_aside(out_dir / job.run_dir)
-            todo.append(job)
+    todo = [job for job in jobs if not job.reused]
+    targets = {str((stage_dir / job.subdir).relative_to(out_dir)) for job in todo}
+    keep_reused_runs_clear_of(jobs, targets, out_dir)
+    for job in todo:
+        job.run_dir = str((stage_dir / job.subdir).relative_to(out_dir))
+        move_aside(out_dir / job.run_dir)
     print(f"[compare] {stage_dir.name}: {len(jobs) - len(todo)} of {len(jobs)} jobs reused from the cache")
     if todo:
         launch(todo, stage_dir, launcher, root)
@@ -325,6 +330,18 @@ def run_stage(
         )
     write_manifest(jobs, stage_dir)
     return jobs
+
+
+def keep_reused_runs_clear_of(jobs: list[Job], targets: set[str], out_dir: Path) -> None:
+    """Move each reused run that lies where a new job will write (a rerun whose grid shifted which
+    trial holds which setting) to `<name>.kept<N>`, and point its jobs there."""
+    kept: dict[str, str] = {}
+    for job in jobs:
+        if job.reused and job.run_dir in targets:
+            if job.run_dir not in kept:
+                moved = move_aside(out_dir / job.run_dir, "kept")
+                kept[job.run_dir] = str(moved.relative_to(out_dir)) if moved else job.run_dir
+            job.run_dir = kept[job.run_dir]
 
 
 def write_manifest(jobs: list[Job], stage_dir: Path) -> None:
