@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,17 @@ class Adapter:
 def build_adapter(node: Any) -> Adapter:
     """Instantiate `cfg.adapter`; a constructor's ConfigError arrives as itself."""
     return instantiate_clearly(node)
+
+
+def wrap_linears(model: nn.Module, names: list[str], wrap: Callable[[nn.Linear], nn.Module]) -> int:
+    """Replace every `nn.Linear` whose attribute name is in `names` by `wrap(layer)`; how many."""
+    wrapped = 0
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if child_name in names and isinstance(child, nn.Linear):
+                setattr(parent, child_name, wrap(child))
+                wrapped += 1
+    return wrapped
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from tunelab.adapters.base import Adapter, ExportError
+from tunelab.adapters.base import Adapter, ExportError, wrap_linears
 from tunelab.core.config import ConfigError
 
 WEIGHTS = "houlsby.safetensors"
@@ -71,16 +71,15 @@ class HoulsbyAdapter(Adapter):
         self.dropout = dropout
         self.after_modules = list(after_modules)
 
+    def with_adapter(self, layer: nn.Linear) -> nn.Module:
+        """`layer` followed by a new bottleneck on its output, on the layer's device and dtype."""
+        adapter = Bottleneck(layer.out_features, self.bottleneck, self.dropout)
+        adapter.to(device=layer.weight.device, dtype=layer.weight.dtype)
+        return WithAdapter(layer, adapter)
+
     def apply(self, model: nn.Module) -> nn.Module:
         model.requires_grad_(False)
-        wrapped = 0
-        for parent in list(model.modules()):
-            for child_name, child in list(parent.named_children()):
-                if child_name in self.after_modules and isinstance(child, nn.Linear):
-                    adapter = Bottleneck(child.out_features, self.bottleneck, self.dropout)
-                    adapter.to(device=child.weight.device, dtype=child.weight.dtype)
-                    setattr(parent, child_name, WithAdapter(child, adapter))
-                    wrapped += 1
+        wrapped = wrap_linears(model, self.after_modules, self.with_adapter)
         if wrapped == 0:
             raise ConfigError(f"adapter.after_modules={self.after_modules}: no linear layer has these names")
         return model

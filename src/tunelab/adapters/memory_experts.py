@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from tunelab.adapters.base import Adapter, ExportError
+from tunelab.adapters.base import Adapter, ExportError, wrap_linears
 from tunelab.core.config import ConfigError
 
 WEIGHTS = "memory_experts.safetensors"
@@ -104,13 +104,11 @@ class MemoryExpertsAdapter(Adapter):
 
     def apply(self, model: nn.Module) -> nn.Module:
         model.requires_grad_(False)
-        wrapped = 0
-        for parent in list(model.modules()):
-            for child_name, child in list(parent.named_children()):
-                if child_name in self.target_modules and isinstance(child, nn.Linear):
-                    layer = MemoryExpertsLinear(child, self.experts, self.expert_rank, self.top_k, self.alpha)
-                    setattr(parent, child_name, layer)
-                    wrapped += 1
+        wrapped = wrap_linears(
+            model,
+            self.target_modules,
+            lambda base: MemoryExpertsLinear(base, self.experts, self.expert_rank, self.top_k, self.alpha),
+        )
         if wrapped == 0:
             raise ConfigError(
                 f"adapter.target_modules={self.target_modules}: no linear layer has these names"
