@@ -14,8 +14,6 @@ from tests.conftest import ROOT, compose_with
 OPTIMIZERS = sorted(p.stem for p in (ROOT / "conf" / "optimizer").glob("*.yaml"))
 
 
-
-
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizer_minimises_a_quadratic(name: str):
     cfg = compose_with([f"optimizer={name}", "lr=0.05"])

@@ -25,8 +25,6 @@ COMPANIONS = {
 }
 
 
-
-
 # What a CPU machine must say of each strategy, by hand: the keys its refusal names ([] = it runs).
 CPU_EXPECTATIONS = {
     "single": [],

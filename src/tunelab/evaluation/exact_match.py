@@ -19,7 +19,9 @@ class ExactMatchTask:
     """Greedy-decode answers to held-out items and count exact string matches.
 
     `style="chat"` asks through the chat template; `style="raw"` prompts with the plain text the
-    base model was pretrained on.
+    base model was pretrained on. A chat task also reports `answer_nll`, the mean NLL per token of
+    the expected reply given the prompt (teacher-forced): exact match of an untrained skill drops
+    to 0 and stays there, its NLL keeps measuring how much of the skill is left.
     """
 
     task: str
@@ -40,6 +42,16 @@ class ExactMatchTask:
         ]
         return texts, [ex.completion for ex in items]
 
+    def answer_nll(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> float:
+        """Mean NLL per token of each item's expected chat reply (end-of-turn included) given its prompt."""
+        from tunelab.evaluation.heldout import answer_nll  # heldout imports `generate` from here
+
+        items = tasks.load_split(self.task, self.split)[: self.limit]
+        pairs = [(ex.messages()[:1], ex.completion) for ex in items]
+        with in_eval_mode(model):
+            total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=4096)
+        return total / max(count, 1)
+
     @torch.no_grad()
     def run(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> dict:
         """`{"exact_match": float, "n": int, "samples": [...]}` for this task."""
@@ -54,7 +66,7 @@ class ExactMatchTask:
             {"prompt": p, "answer": a, "prediction": o, "correct": h}
             for p, a, o, h in zip(prompts, answers, predictions, hits, strict=True)
         ]
-        return {
+        out = {
             "exact_match": sum(hits) / max(len(hits), 1),
             "n": len(hits),
             "samples": samples,
@@ -62,6 +74,9 @@ class ExactMatchTask:
             "seconds": seconds,
             "tokens_per_sec": generated / seconds if seconds > 0 else 0.0,
         }
+        if self.style == "chat":
+            out["answer_nll"] = self.answer_nll(model, tokenizer, batch_size)
+        return out
 
 
 def generate(
