@@ -33,14 +33,17 @@ def test_answer_nll_is_the_mean_nll_per_reply_token_batched_or_not():
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
     task = ExactMatchTask(task="reverse", limit=7)
     expected = hand_mean_nll(model, tokenizer, "reverse", 7)
-    assert abs(task.answer_nll(model, tokenizer, batch_size=3) - expected) < 1e-4  # 3 padded batches
-    assert abs(task.answer_nll(model, tokenizer, batch_size=100) - expected) < 1e-4
+    assert abs(task.reply_nll(model, tokenizer, batch_size=3) - expected) < 1e-4  # 3 padded batches
+    assert abs(task.reply_nll(model, tokenizer, batch_size=100) - expected) < 1e-4
 
 
-def test_chat_tasks_report_the_answer_nll_raw_tasks_do_not():
+def test_answer_nll_is_reported_when_asked_for_on_chat_tasks_only():
     loaded = load_pretrained(str(asset_path("tiny-llama")))
-    chat = ExactMatchTask(task="reverse", limit=4, max_new_tokens=7).run(loaded.model, loaded.tokenizer, 4)
-    raw = ExactMatchTask(task="reverse", limit=4, style="raw", max_new_tokens=7).run(
-        loaded.model, loaded.tokenizer, 4
-    )
-    assert chat["answer_nll"] > 0 and "answer_nll" not in raw
+
+    def run(**kw) -> dict:
+        return ExactMatchTask(task="reverse", limit=4, max_new_tokens=7, **kw).run(
+            loaded.model, loaded.tokenizer, 4
+        )
+
+    assert run(answer_nll=True)["answer_nll"] > 0
+    assert "answer_nll" not in run() and "answer_nll" not in run(answer_nll=True, style="raw")

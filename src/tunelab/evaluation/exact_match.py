@@ -19,9 +19,10 @@ class ExactMatchTask:
     """Greedy-decode answers to held-out items and count exact string matches.
 
     `style="chat"` asks through the chat template; `style="raw"` prompts with the plain text the
-    base model was pretrained on. A chat task also reports `answer_nll`, the mean NLL per token of
-    the expected reply given the prompt (teacher-forced): exact match of an untrained skill drops
-    to 0 and stays there, its NLL keeps measuring how much of the skill is left.
+    base model was pretrained on. With `answer_nll` a chat task also reports the mean NLL per token
+    of the expected reply given the prompt (teacher-forced): exact match of an untrained skill drops
+    to 0 and stays there, its NLL keeps measuring how much of the skill is left. Off by default: it
+    costs about as much as the generation.
     """
 
     task: str
@@ -29,6 +30,7 @@ class ExactMatchTask:
     limit: int | None = 200
     style: str = "chat"
     max_new_tokens: int = 8
+    answer_nll: bool = False
 
     def prompts(self, tokenizer: PreTrainedTokenizerBase) -> tuple[list[str], list[str]]:
         """The prompt texts and the expected answers."""
@@ -42,7 +44,7 @@ class ExactMatchTask:
         ]
         return texts, [ex.completion for ex in items]
 
-    def answer_nll(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> float:
+    def reply_nll(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> float:
         """Mean NLL per token of each item's expected chat reply (end-of-turn included) given its prompt."""
         from tunelab.evaluation.heldout import answer_nll  # heldout imports `generate` from here
 
@@ -74,8 +76,8 @@ class ExactMatchTask:
             "seconds": seconds,
             "tokens_per_sec": generated / seconds if seconds > 0 else 0.0,
         }
-        if self.style == "chat":
-            out["answer_nll"] = self.answer_nll(model, tokenizer, batch_size)
+        if self.answer_nll and self.style == "chat":
+            out["answer_nll"] = self.reply_nll(model, tokenizer, batch_size)
         return out
 
 
