@@ -32,9 +32,13 @@ class ExactMatchTask:
     max_new_tokens: int = 8
     answer_nll: bool = False
 
+    def items(self) -> list:
+        """The held-out items this task scores: the first `limit` of its split."""
+        return tasks.load_split(self.task, self.split)[: self.limit]
+
     def prompts(self, tokenizer: PreTrainedTokenizerBase) -> tuple[list[str], list[str]]:
         """The prompt texts and the expected answers."""
-        items = tasks.load_split(self.task, self.split)[: self.limit]
+        items = self.items()
         if self.style == "raw":
             return [ex.raw_prompt for ex in items], [ex.answer for ex in items]
         # In a chat the expected reply is the whole completion (the worked form where a task has one).
@@ -48,8 +52,7 @@ class ExactMatchTask:
         """Mean NLL per token of each item's expected chat reply (end-of-turn included) given its prompt."""
         from tunelab.evaluation.heldout import answer_nll  # heldout imports `generate` from here
 
-        items = tasks.load_split(self.task, self.split)[: self.limit]
-        pairs = [(ex.messages()[:1], ex.completion) for ex in items]
+        pairs = [(ex.messages()[:1], ex.completion) for ex in self.items()]
         with in_eval_mode(model):
             total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=4096)
         return total / max(count, 1)
