@@ -15,6 +15,7 @@ launcher keeps waiting for the requeued job instead of seeing a finished one.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from tunelab.training.callbacks.signals import early_requests, original_handler
+
+log = logging.getLogger(__name__)
 
 
 class PreemptionCheckpoint(Callback):
@@ -84,6 +87,8 @@ def requeue_slurm_job(signal_name: str) -> None:
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return
+    # Logged, so train.log keeps it: the job's stdout file may lose its last lines as SLURM stops it.
+    log.warning("preemption checkpoint written: %s", requeue_plan())
     signum = signal.Signals[signal_name]
     handler = original_handler(signum)  # submitit's, not tunelab's start-up handler
     if under_submitit() and callable(handler):
