@@ -117,6 +117,31 @@ def test_grpo_gradient_is_the_group_relative_policy_gradient():
     assert out.metrics["clip_fraction"].item() == 0.0
 
 
+def test_token_logprobs_match_unpadded_rows_with_the_head_on_completions_only():
+    # Left-padded prompts, a completion ended early (padding after its end token): every
+    # completion token's log-prob equals a forward over that row alone, full vocabulary
+    # softmax written out by hand; positions outside the completion get 0 and mask False.
+    from tests.unit.online_helpers import EOS, PAD, row_logprobs, tiny_llama
+    from tunelab.objectives.generation import Rollout
+    from tunelab.objectives.online import token_logprobs
+
+    model = tiny_llama()
+    sequences = torch.tensor([[PAD, 5, 6, 3, EOS, PAD], [7, 8, 9, 4, 11, 12]])
+    attention = torch.tensor([[0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    completion = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.bool)
+    rollout = Rollout(sequences, attention, completion, prompt_width=3, seconds=0.0)
+    head_rows = []
+    model.lm_head.register_forward_hook(lambda m, args, out: head_rows.append(args[0].shape[1]))
+    logprobs, mask, hidden = token_logprobs(model, rollout, temperature=0.7, hidden=True)
+    assert head_rows == [6 - 3 + 1]  # the completion's 3 positions and the prompt's last one
+    assert logprobs.shape == mask.shape == (2, 5) and hidden.shape[:2] == (2, 5)
+    assert mask.tolist() == [[False, False, True, True, False], [False, False, True, True, True]]
+    assert logprobs[~mask].abs().sum().item() == 0.0
+    for row, (prompt, reply) in enumerate([([5, 6], [3, EOS]), ([7, 8, 9], [4, 11, 12])]):
+        expected = row_logprobs(model, prompt, reply, 0.7)
+        assert torch.allclose(logprobs[row][mask[row]].double(), expected, atol=1e-5)
+
+
 def constant_reward(prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:
     """A reward that cannot tell replies apart (a toy reward on a chat model's sentences)."""
     return [0.0 for _ in completions]

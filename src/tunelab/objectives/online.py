@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from tunelab.core.constants import IGNORE_INDEX
 from tunelab.models.modes import in_eval_mode
@@ -31,15 +32,23 @@ def token_logprobs(
     Positions follow the attention mask, as in `generate`, so left padding changes nothing.
     Logits are divided by the sampling temperature: the ratio and the KL are those of the
     distribution the completions were sampled from (as TRL computes them).
+    The LM head runs only where a completion token is predicted (`logits_to_keep`: the last C + 1
+    positions of the prompt-then-completion rows); earlier positions get log-prob 0, mask False.
     """
-    labels = rollout.sequences.masked_fill(~rollout.completion_mask, IGNORE_INDEX)
+    width = rollout.sequences.shape[1]
+    keep = width - rollout.prompt_width + 1  # the prompt's last position predicts the first token
+    labels = rollout.sequences.masked_fill(~rollout.completion_mask, IGNORE_INDEX)[:, -keep:]
     out = model(
         input_ids=rollout.sequences,
         attention_mask=rollout.attention_mask,
         position_ids=position_ids(rollout.attention_mask),
         output_hidden_states=hidden,
+        logits_to_keep=keep,
+        use_cache=False,  # a training forward: no KV cache to build and drop
     )
     logprobs, mask = shifted_token_logprobs(out.logits / temperature, labels)
+    before = width - keep  # the prompt positions whose next token is not a completion token
+    logprobs, mask = F.pad(logprobs, (before, 0)), F.pad(mask, (before, 0))
     if hidden:
         return logprobs, mask, out.hidden_states[-1][:, :-1]
     return logprobs, mask
