@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tunelab.evaluation.exact_match import generated_tokens
+from tunelab.evaluation.generation import generated_tokens
 
 EOS = 2
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from tunelab.core.config import ConfigError
 from tunelab.evaluation.exact_match import ExactMatchTask
 from tunelab.models.load import load_pretrained
 from tunelab.world import asset_path, tasks
@@ -46,4 +48,20 @@ def test_answer_nll_is_reported_when_asked_for_on_chat_tasks_only():
         )
 
     assert run(answer_nll=True)["answer_nll"] > 0
-    assert "answer_nll" not in run() and "answer_nll" not in run(answer_nll=True, style="raw")
+    assert "answer_nll" not in run()
+
+
+def test_answer_nll_on_a_raw_task_or_an_unknown_style_is_a_config_error():
+    with pytest.raises(ConfigError, match="'reverse': answer_nll=true needs style=chat"):
+        ExactMatchTask(task="reverse", style="raw", answer_nll=True)
+    with pytest.raises(ConfigError, match=r"style='plain'; expected one of \('chat', 'raw'\)"):
+        ExactMatchTask(task="reverse", style="plain")
+
+
+def test_a_bad_eval_task_setting_names_its_key():
+    from tunelab.evaluation.runner import build_eval_tasks
+
+    spec = {"_target_": "tunelab.evaluation.exact_match.ExactMatchTask", "task": "reverse", "style": "raw"}
+    with pytest.raises(ConfigError, match=r"^eval\.tasks\.rev_raw: exact-match task 'reverse': answer_nll"):
+        build_eval_tasks({"rev_raw": {**spec, "answer_nll": True}})
+    assert build_eval_tasks({"rev_raw": spec})["rev_raw"].style == "raw"

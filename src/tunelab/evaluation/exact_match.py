@@ -9,9 +9,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from tunelab.core.config import ConfigError
+from tunelab.evaluation.generation import generate
+from tunelab.evaluation.heldout import answer_nll
 from tunelab.models.modes import in_eval_mode
-from tunelab.models.stop_tokens import stop_token_ids
 from tunelab.world import tasks
+
+STYLES = ("chat", "raw")
 
 
 @dataclass
@@ -32,6 +36,16 @@ class ExactMatchTask:
     max_new_tokens: int = 8
     answer_nll: bool = False
 
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            expected = f"expected one of {STYLES}"
+            raise ConfigError(f"exact-match task {self.task!r}: style={self.style!r}; {expected}")
+        if self.answer_nll and self.style != "chat":
+            raise ConfigError(
+                f"exact-match task {self.task!r}: answer_nll=true needs style=chat "
+                "(the reply NLL scores the chat template's expected reply; a raw task has none)"
+            )
+
     def items(self) -> list:
         """The held-out items this task scores: the first `limit` of its split."""
         return tasks.load_split(self.task, self.split)[: self.limit]
@@ -50,11 +64,11 @@ class ExactMatchTask:
 
     def reply_nll(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> float:
         """Mean NLL per token of each item's expected chat reply (end-of-turn included) given its prompt."""
-        from tunelab.evaluation.heldout import answer_nll  # heldout imports `generate` from here
-
         pairs = [(ex.messages()[:1], ex.completion) for ex in self.items()]
+        # Truncation never shortens a reply the model can read: the cap is its context length.
+        max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
         with in_eval_mode(model):
-            total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=4096)
+            total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=max_length)
         return total / max(count, 1)
 
     @torch.no_grad()
@@ -79,57 +93,6 @@ class ExactMatchTask:
             "seconds": seconds,
             "tokens_per_sec": generated / seconds if seconds > 0 else 0.0,
         }
-        if self.answer_nll and self.style == "chat":
+        if self.answer_nll:
             out["answer_nll"] = self.reply_nll(model, tokenizer, batch_size)
         return out
-
-
-def generate(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    batch_size: int,
-    max_new_tokens: int,
-) -> tuple[list[str], int]:
-    """Greedy completions of `prompts` (batched, left-padded, KV cache), special tokens stripped,
-    and how many tokens were generated (each row up to and including its first end token)."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    completions: list[str] = []
-    generated = 0
-    try:
-        with in_eval_mode(model):
-            stop_ids = stop_token_ids(model, tokenizer)  # not one id: see stop_tokens
-            for start in range(0, len(prompts), batch_size):
-                enc = tokenizer(
-                    prompts[start : start + batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    add_special_tokens=False,
-                ).to(device)
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=stop_ids,
-                    use_cache=True,
-                )
-                new_tokens = out[:, enc["input_ids"].shape[1] :]
-                completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-                generated += generated_tokens(new_tokens, stop_ids)
-    finally:
-        tokenizer.padding_side = side
-    return completions, generated
-
-
-def generated_tokens(new_tokens: torch.Tensor, eos_id: int | list[int] | None) -> int:
-    """Tokens each row really generated: up to and including its first end token (`eos_id`: one id
-    or several; the rest is padding `generate` adds to finished rows), all of them where none came."""
-    if eos_id is None:
-        return new_tokens.numel()
-    ids = torch.tensor(eos_id if isinstance(eos_id, (list, tuple)) else [eos_id], device=new_tokens.device)
-    is_end = torch.isin(new_tokens, ids)
-    first_end = torch.where(is_end.any(-1), is_end.int().argmax(-1) + 1, new_tokens.shape[1])
-    return int(first_end.sum())

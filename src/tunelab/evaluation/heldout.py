@@ -27,7 +27,7 @@ from tunelab.data.formats import to_messages
 from tunelab.data.preference import pair_record, split_ids
 from tunelab.data.prompts import prompt_record
 from tunelab.data.sources import DataError, place
-from tunelab.evaluation.exact_match import generate
+from tunelab.evaluation.generation import generate
 from tunelab.models.modes import in_eval_mode
 
 Messages = list[dict[str, str]]

@@ -21,7 +21,15 @@ class EvalTask(Protocol):
 def build_eval_tasks(specs: Mapping[str, Any]) -> dict[str, EvalTask]:
     """`cfg.eval.tasks` instantiated, before the model loads; a bad held-out record or setting
     arrives as its own DataError/ConfigError line, not wrapped by Hydra."""
-    return {name: instantiate_clearly(spec, (DataError, ConfigError)) for name, spec in specs.items()}
+    return {name: build_eval_task(name, spec) for name, spec in specs.items()}
+
+
+def build_eval_task(name: str, spec: Any) -> EvalTask:
+    """One task of `cfg.eval.tasks`; a ConfigError names its key (`eval.tasks.<name>`)."""
+    try:
+        return instantiate_clearly(spec, (DataError, ConfigError))
+    except ConfigError as err:
+        raise ConfigError(f"eval.tasks.{name}: {err}") from None
 
 
 def evaluate(

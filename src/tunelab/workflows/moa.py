@@ -17,7 +17,7 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from tunelab.evaluation.exact_match import generate
+from tunelab.evaluation.generation import generate
 from tunelab.workflows.multi_adapter import exact_match_task
 
 
