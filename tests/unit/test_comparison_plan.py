@@ -251,3 +251,42 @@ def test_every_preset_plans_equal_trials_within_its_budget(preset):
     per_arm = {arm: sum(j.arm == arm for j in jobs) for arm in cfg.comparison.arms}
     assert set(per_arm.values()) == {cfg.comparison.tune.trials}
     assert all("eval.split=validation" in j.overrides for j in jobs)
+
+
+def test_tune_seeds_run_every_trial_once_per_seed():
+    jobs = plan_stage(
+        compare_cfg("comparison=smoke", "comparison.tune.seeds=[3,5]"), CONFIGS, "tune", hashes=False
+    )
+    lora = [j for j in jobs if j.arm == "lora"]
+    assert [j.key for j in lora] == ["trial0_seed3", "trial0_seed5", "trial1_seed3", "trial1_seed5"]
+    assert [override_value(j, "seed") for j in lora] == ["3", "5", "3", "5"]
+    assert [j.trial for j in lora] == ["trial0", "trial0", "trial1", "trial1"]
+    assert lora[0].setting == lora[1].setting != lora[2].setting == lora[3].setting
+    assert [j.key for j in smoke_tune() if j.arm == "lora"] == ["trial0", "trial1"]  # seeds: null
+    with pytest.raises(ConfigError, match=r"comparison.tune.seeds=\[\]: expected a non-empty list"):
+        plan_stage(compare_cfg("comparison=smoke", "comparison.tune.seeds=[]"), CONFIGS, "tune", hashes=False)
+
+
+def test_best_trial_is_the_best_mean_over_its_seeds_and_a_failed_seed_drops_the_trial(tmp_path):
+    jobs = plan_stage(
+        compare_cfg("comparison=smoke", "comparison.tune.seeds=[0,1]"), CONFIGS, "tune", hashes=False
+    )
+    lora = [j for j in jobs if j.arm == "lora"]
+    # trial0 has the single best run (0.9) but mean 0.5; trial1 has mean 0.6
+    scores = {"trial0_seed0": 0.9, "trial0_seed1": 0.1, "trial1_seed0": 0.6, "trial1_seed1": 0.6}
+
+    def write(failed: str = "") -> None:
+        for job in lora:
+            job.run_dir, job.status = job.subdir, "failed" if job.key == failed else "completed"
+            (tmp_path / job.run_dir).mkdir(parents=True, exist_ok=True)
+            metrics = {"status": job.status, "m": scores[job.key]}
+            (tmp_path / job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+    write()
+    best = comparison.best_settings(lora, tmp_path, "m", "higher")["lora"]
+    assert best["trial"] == "trial1" and best["score"] == pytest.approx((0.6 + 0.6) / 2)
+    assert best["setting"] == lora[2].setting
+    write(failed="trial1_seed1")
+    best = comparison.best_settings(lora, tmp_path, "m", "higher")["lora"]
+    assert best["trial"] == "trial0" and best["score"] == pytest.approx((0.9 + 0.1) / 2)
+    assert comparison.best_settings(lora, tmp_path, "m", "lower")["lora"]["trial"] == "trial0"

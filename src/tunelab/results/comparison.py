@@ -36,7 +36,7 @@ class Job:
 
     stage: str
     arm: str
-    key: str  # trial0, trial1, ... (tune) or seed0, seed1, ... (confirm)
+    key: str  # trial0, trial1, ... (tune; trial0_seed1 ... with tune.seeds) or seed0, ... (confirm)
     overrides: list[str]
     setting: dict[str, Any] = field(default_factory=dict)  # the tuned knobs' values
     seed: int = 0
@@ -49,6 +49,28 @@ class Job:
     @property
     def subdir(self) -> str:
         return f"{self.arm}/{self.key}"
+
+    @property
+    def trial(self) -> str:
+        """The trial a tune job belongs to (its key without the seed): the unit that is scored."""
+        return self.key.split("_seed")[0]
+
+
+def tune_seeds(comparison: DictConfig) -> list[int]:
+    """The seeds every trial runs with: `tune.seeds` (scored by their mean), else `tune.seed`."""
+    seeds = comparison.tune.get("seeds")
+    if seeds is None:
+        return [int(comparison.tune.seed)]
+    if isinstance(seeds, (int, str)) or len(seeds) == 0:
+        raise ConfigError(f"comparison.tune.seeds={seeds!r}: expected a non-empty list of seeds, or null")
+    return [int(s) for s in seeds]
+
+
+def trial_keys(number: int, seeds: list[int]) -> list[tuple[str, int]]:
+    """`(key, seed)` of each run of trial `number`: `trialN` alone, `trialN_seedS` per seed."""
+    if len(seeds) == 1:
+        return [(f"trial{number}", seeds[0])]
+    return [(f"trial{number}_seed{seed}", seed) for seed in seeds]
 
 
 class TrainConfigs:
@@ -236,8 +258,12 @@ def plan_stage(
         if stage == "tune":
             searched = grid(comparison, arm) if points is None else points.get(arm, [])
             settings = [scaled(comparison, p, float(arm_cfg.lr)) for p in searched]
-            seed = int(comparison.tune.seed)
-            runs = [(f"trial{first_trial + i}", s, seed) for i, s in enumerate(settings)]
+            seeds = tune_seeds(comparison)
+            runs = [
+                (key, s, seed)
+                for i, s in enumerate(settings)
+                for key, seed in trial_keys(first_trial + i, seeds)
+            ]
         else:
             if best is not None and arm not in best:
                 continue  # every trial of this arm failed: nothing to confirm
@@ -362,13 +388,31 @@ def job_metrics(out_dir: Path, job: Job) -> dict[str, Any]:
 
 
 def best_settings(jobs: list[Job], out_dir: Path, metric: str, better: str) -> dict[str, dict]:
-    """Each arm's best completed trial on the validation metric (ties: the earlier trial)."""
+    """Each arm's best trial on the validation metric: the mean over the trial's seeds, counted
+    only when all of them completed (ties: the earlier trial)."""
     sign = 1.0 if better == "higher" else -1.0
     best: dict[str, tuple[float, Job]] = {}
-    for job in jobs:
-        value = job_metrics(out_dir, job).get(metric) if job.status == "completed" else None
-        if not isinstance(value, (int, float)):
+    for arm_trial, members in trials_of(jobs).items():
+        score = trial_score(members, out_dir, metric)
+        if score is None:
             continue
-        if job.arm not in best or sign * value > sign * best[job.arm][0]:
-            best[job.arm] = (float(value), job)
-    return {arm: {"setting": j.setting, "score": v, "trial": j.key} for arm, (v, j) in best.items()}
+        arm = arm_trial[0]
+        if arm not in best or sign * score > sign * best[arm][0]:
+            best[arm] = (score, members[0])
+    return {arm: {"setting": j.setting, "score": v, "trial": j.trial} for arm, (v, j) in best.items()}
+
+
+def trials_of(jobs: list[Job]) -> dict[tuple[str, str], list[Job]]:
+    """Tune jobs grouped by (arm, trial), in planning order."""
+    grouped: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        grouped.setdefault((job.arm, job.trial), []).append(job)
+    return grouped
+
+
+def trial_score(members: list[Job], out_dir: Path, metric: str) -> float | None:
+    """The mean of `metric` over a trial's runs; None if any run failed or lacks it."""
+    values = [job_metrics(out_dir, j).get(metric) if j.status == "completed" else None for j in members]
+    if not values or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    return sum(float(v) for v in values) / len(values)

@@ -111,7 +111,7 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
     how = "Optuna TPE" if tune.get("method") == "optuna" else "grid"
     tuned = (
         f"Tuned: best of {tune.trials} {how} trials per arm over {space}{relative} on {tune.metric} of the "
-        f"validation split carved from the training data (seed {tune.seed}); scored on the test split."
+        f"validation split carved from the training data ({seeds_text(tune)}); scored on the test split."
     )
     records = [r.get("provenance") or {} for rs in runs.values() for r in rs]
     commits = sorted({str((p.get("git") or {}).get("commit"))[:10] for p in records})
@@ -123,6 +123,14 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
         f"Commits: {', '.join(commits)}. Packages: {'; '.join(packages)}. Hardware: {'; '.join(hardware)}."
     )
     return [spent, tuned, source]
+
+
+def seeds_text(tune: DictConfig) -> str:
+    """Which seeds scored each trial, for the caption."""
+    seeds = tune.get("seeds")
+    if seeds is None:
+        return f"seed {tune.seed}"
+    return f"each trial the mean over seeds {', '.join(str(s) for s in seeds)}"
 
 
 def grid_edges(arms: list[Arm], tune: list[Job]) -> list[str]:

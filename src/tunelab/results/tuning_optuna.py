@@ -20,10 +20,10 @@ from tunelab.results.comparison import (
     Job,
     TrainConfigs,
     arm_overrides,
-    job_metrics,
     plan_stage,
     run_stage,
     space_of,
+    trial_score,
     write_manifest,
 )
 
@@ -64,15 +64,15 @@ def studies_for(comparison: DictConfig, arms: list[str]) -> dict[str, Any]:
     }
 
 
-def tell(study: Any, trial: Any, job: Job, out_dir: Path, metric: str) -> None:
-    """The trial's validation score to its study; a failed job is a failed trial."""
+def tell(study: Any, trial: Any, runs: list[Job], out_dir: Path, metric: str) -> None:
+    """The trial's validation score (the mean over its seeds) to its study; a failed run fails it."""
     from optuna.trial import TrialState
 
-    value = job_metrics(out_dir, job).get(metric) if job.status == "completed" else None
-    if isinstance(value, (int, float)):
-        study.tell(trial, float(value))
-    else:
+    score = trial_score(runs, out_dir, metric)
+    if score is None:
         study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, score)
 
 
 def optuna_tune(
@@ -89,8 +89,9 @@ def optuna_tune(
         points = {arm: [suggest(trials[arm], space_of(comparison, arm))] for arm in arms}
         planned = plan_stage(cmp_cfg, configs, "tune", hashes=hashes, points=points, first_trial=round_)
         run_stage(planned, out_dir, cmp_cfg.force, cmp_cfg.launcher, root, "tune")
-        for job in planned:
-            tell(studies[job.arm], trials[job.arm], job, out_dir, comparison.tune.metric)
+        for arm in arms:
+            runs = [job for job in planned if job.arm == arm]
+            tell(studies[arm], trials[arm], runs, out_dir, comparison.tune.metric)
         jobs += planned
     write_manifest(jobs, out_dir / "tune")
     return jobs
