@@ -248,8 +248,10 @@ def test_wandb_jobs_carry_group_stage_and_arm(tmp_path, monkeypatch):
 def test_every_preset_plans_equal_trials_within_its_budget(preset):
     cfg = compare_cfg(f"comparison={preset}")
     jobs = plan_stage(cfg, CONFIGS, "tune", hashes=False)  # composes each arm with its split overrides
-    per_arm = {arm: sum(j.arm == arm for j in jobs) for arm in cfg.comparison.arms}
+    per_arm = {arm: len({j.trial for j in jobs if j.arm == arm}) for arm in cfg.comparison.arms}
     assert set(per_arm.values()) == {cfg.comparison.tune.trials}
+    runs_per_trial = len(cfg.comparison.tune.seeds or [cfg.comparison.tune.seed])
+    assert len(jobs) == len(per_arm) * cfg.comparison.tune.trials * runs_per_trial
     assert all("eval.split=validation" in j.overrides for j in jobs)
 
 
