@@ -392,11 +392,10 @@ def best_settings(jobs: list[Job], out_dir: Path, metric: str, better: str) -> d
     only when all of them completed (ties: the earlier trial)."""
     sign = 1.0 if better == "higher" else -1.0
     best: dict[str, tuple[float, Job]] = {}
-    for arm_trial, members in trials_of(jobs).items():
+    for (arm, _trial), members in trials_of(jobs).items():
         score = trial_score(members, out_dir, metric)
         if score is None:
             continue
-        arm = arm_trial[0]
         if arm not in best or sign * score > sign * best[arm][0]:
             best[arm] = (score, members[0])
     return {arm: {"setting": j.setting, "score": v, "trial": j.trial} for arm, (v, j) in best.items()}

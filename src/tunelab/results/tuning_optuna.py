@@ -24,6 +24,7 @@ from tunelab.results.comparison import (
     run_stage,
     space_of,
     trial_score,
+    trials_of,
     write_manifest,
 )
 
@@ -89,8 +90,7 @@ def optuna_tune(
         points = {arm: [suggest(trials[arm], space_of(comparison, arm))] for arm in arms}
         planned = plan_stage(cmp_cfg, configs, "tune", hashes=hashes, points=points, first_trial=round_)
         run_stage(planned, out_dir, cmp_cfg.force, cmp_cfg.launcher, root, "tune")
-        for arm in arms:
-            runs = [job for job in planned if job.arm == arm]
+        for (arm, _trial), runs in trials_of(planned).items():  # one trial per arm per round
             tell(studies[arm], trials[arm], runs, out_dir, comparison.tune.metric)
         jobs += planned
     write_manifest(jobs, out_dir / "tune")
