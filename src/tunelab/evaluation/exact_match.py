@@ -11,8 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError
 from tunelab.evaluation.generation import generate
-from tunelab.evaluation.heldout import answer_nll
-from tunelab.models.modes import in_eval_mode
+from tunelab.evaluation.reply_nll import tiny_world_reply_nll
 from tunelab.world import tasks
 
 STYLES = ("chat", "raw")
@@ -64,11 +63,7 @@ class ExactMatchTask:
 
     def reply_nll(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> float:
         """Mean NLL per token of each item's expected chat reply (end-of-turn included) given its prompt."""
-        pairs = [(ex.messages()[:1], ex.completion) for ex in self.items()]
-        # Truncation never shortens a reply the model can read: the cap is its context length.
-        max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
-        with in_eval_mode(model):
-            total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=max_length)
+        total, count = tiny_world_reply_nll(model, tokenizer, self.items(), batch_size)
         return total / max(count, 1)
 
     @torch.no_grad()
