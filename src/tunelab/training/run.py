@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from tunelab.adapters.base import Adapter, count_parameters
+from tunelab.core.allocator import release_large_frees
 from tunelab.core.config import ConfigError, instantiate_clearly
 from tunelab.core.io import is_disk_full, remove_partial_files, write_json_atomic
 from tunelab.core.job import command_line, job_overrides, output_dir
@@ -136,6 +137,7 @@ def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
 
 def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     """The Lightning Trainer from `cfg.trainer`, with this run's loggers and checkpointing."""
+    release_large_frees()  # training's freed activations and gradients leave RSS (core.allocator)
     loggers = [instantiate(spec, save_dir=str(out_dir)) for spec in cfg.logger.values()]
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / CHECKPOINT_DIR,
