@@ -26,6 +26,7 @@ import concurrent.futures as cf
 import json
 import math
 import multiprocessing
+import os
 import random
 import resource
 import statistics
@@ -70,11 +71,13 @@ class Arm:
     adapter: str
     overrides: tuple[str, ...] = ()
     data: str = "chats"  # key of DATASETS: the file this arm trains on
+    env: tuple[tuple[str, str], ...] = ()  # environment of the arm's (fresh) process
 
 
 PACKED = ("data.packing=true",)
 DPO = ("objective=dpo",)
 DPO_PRE = ("objective=dpo", "objective.precompute_reference=true")
+DYNAMIC_MMAP = (("TUNELAB_MMAP_THRESHOLD", "off"),)  # glibc's own threshold (tunelab.core.allocator)
 ARMS: dict[str, Arm] = {
     "tunelab_lora": Arm("tunelab", "lora"),
     "tunelab_full": Arm("tunelab", "full"),
@@ -83,6 +86,8 @@ ARMS: dict[str, Arm] = {
     "tunelab_lora_padded": Arm("tunelab", "lora", data="long_tail"),
     "tunelab_dpo": Arm("tunelab", "lora", DPO, data="pairs"),
     "tunelab_dpo_pre": Arm("tunelab", "lora", DPO_PRE, data="pairs"),
+    "tunelab_lora_dynamic_mmap": Arm("tunelab", "lora", env=DYNAMIC_MMAP),
+    "tunelab_full_dynamic_mmap": Arm("tunelab", "full", env=DYNAMIC_MMAP),
     "trl_lora": Arm("trl", "lora"),
     "trl_full": Arm("trl", "full"),
     "trl_dpo": Arm("trl_dpo", "lora", DPO, data="pairs"),
@@ -98,6 +103,9 @@ PAIRS: dict[str, tuple[str, str]] = {
     "plain_lora": ("tunelab_lora", "plain_lora"),
     "plain_full": ("tunelab_full", "plain_full"),
     "head": ("tunelab_lora", "tunelab_lora_allhead"),  # the LM head at supervised positions only
+    # glibc's mmap threshold fixed (tunelab's default) / left dynamic: peak RSS and its speed cost
+    "mmap_lora": ("tunelab_lora", "tunelab_lora_dynamic_mmap"),
+    "mmap_full": ("tunelab_full", "tunelab_full_dynamic_mmap"),
     # long-tailed chat lengths (`write_long_tail_chats`); different batches: speed, not losses
     "packing": ("tunelab_lora_packed", "tunelab_lora_padded"),
 }
@@ -663,6 +671,7 @@ def run_arm(name: str, args: BenchArguments) -> dict:
     if name == "gemm":
         return run_gemm(args, None, out_dir)
     arm = ARMS[name]
+    os.environ.update(dict(arm.env))  # this process is the arm's own (`in_fresh_process`)
     out = RUNNERS[arm.runner](args, compose_config(args, arm, out_dir), out_dir)
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["tokens_per_sec"] = out["tokens"] / out["seconds"]
