@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tunelab.core.allocator import DEFAULT_BYTES, ENV, threshold_from_env
+from tunelab.core.allocator import ENV, SUGGESTED_BYTES, fix_mmap_threshold, threshold_from_env
 from tunelab.core.config import ConfigError
 
 # One 8 MiB tensor is mmapped and freed (glibc then raises its threshold past 8 MiB); forty more are
@@ -15,9 +15,9 @@ from tunelab.core.config import ConfigError
 # Resident growth in MiB is printed: ~320 when the forty came from the heap, ~8 when mmapped.
 CHURN = """
 import os, sys, torch
-from tunelab.core.allocator import release_large_frees
+from tunelab.core.allocator import SUGGESTED_BYTES, fix_mmap_threshold
 if sys.argv[1] == "fixed":
-    assert release_large_frees()
+    assert fix_mmap_threshold(SUGGESTED_BYTES)
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 n = 2 * 2**20  # float32 elements: 8 MiB
@@ -42,8 +42,9 @@ def test_a_fixed_threshold_returns_freed_tensors_that_the_dynamic_one_keeps():
 
 
 def test_the_threshold_comes_from_the_environment_or_a_config_error():
-    assert threshold_from_env({}) == DEFAULT_BYTES == 128 * 1024
-    assert threshold_from_env({ENV: "off"}) is None and threshold_from_env({ENV: "0"}) is None
+    assert threshold_from_env({}) is None and threshold_from_env({ENV: "off"}) is None  # glibc's own
+    assert threshold_from_env({ENV: "0"}) is None and not fix_mmap_threshold(None)
+    assert threshold_from_env({ENV: str(SUGGESTED_BYTES)}) == 128 * 1024
     assert threshold_from_env({ENV: "1048576"}) == 2**20
     with pytest.raises(ConfigError, match=r"^TUNELAB_MMAP_THRESHOLD=.1MB.: expected a positive number"):
         threshold_from_env({ENV: "1MB"})

@@ -1,12 +1,14 @@
-"""Host memory: large freed tensors go back to the operating system.
+"""Host memory, opt-in: large freed tensors go back to the operating system at once.
 
 glibc serves an allocation above its mmap threshold (128 KiB at start) from its own mapping, which
 `free` returns at once. But each such free *raises* the threshold to that size (up to 32 MiB), so a
 training step's later activations and gradients of a few MiB come from the heap instead, where
 freed blocks stay resident and fragment: the process's peak RSS then depends on the order of
 allocations, not only on what is alive. Fixing the threshold turns the dynamic raise off. On
-full fine-tuning of SmolLM2-135M (CPU) it lowered the peak RSS from ~3,330 to 2,920 MiB and made it
-repeatable to a few MiB (docs/performance.md, "Full-SFT peak memory").
+full fine-tuning of SmolLM2-135M (CPU) it lowered the peak RSS from ~3,330 to 2,920 MiB, repeatable
+to a few MiB, but every step's fresh mappings are page-faulted in again: 22-32% fewer tokens per
+CPU-second (docs/performance.md, "Full-SFT peak memory"). So it is off unless asked for:
+TUNELAB_MMAP_THRESHOLD=131072 (bytes) when memory, not speed, is what limits a run.
 """
 
 from __future__ import annotations
@@ -19,16 +21,14 @@ import sys
 from tunelab.core.config import ConfigError
 
 ENV = "TUNELAB_MMAP_THRESHOLD"
-DEFAULT_BYTES = 128 * 1024  # glibc's own starting value, kept instead of raised
+SUGGESTED_BYTES = 128 * 1024  # glibc's own starting value, kept instead of raised
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
 def threshold_from_env(environ: dict[str, str] | None = None) -> int | None:
-    """The threshold in bytes from TUNELAB_MMAP_THRESHOLD: unset = 128 KiB, `off` = glibc's dynamic one."""
+    """The threshold in bytes from TUNELAB_MMAP_THRESHOLD; None (glibc's dynamic one) when unset or `off`."""
     raw = (os.environ if environ is None else environ).get(ENV, "").strip()
-    if raw == "":
-        return DEFAULT_BYTES
-    if raw.lower() in ("off", "0", "false"):
+    if raw.lower() in ("", "off", "0", "false"):
         return None
     try:
         value = int(raw)
@@ -51,5 +51,5 @@ def fix_mmap_threshold(threshold: int | None) -> bool:
 
 
 def release_large_frees() -> bool:
-    """`fix_mmap_threshold` with the threshold TUNELAB_MMAP_THRESHOLD names (default 128 KiB)."""
+    """`fix_mmap_threshold` with the threshold TUNELAB_MMAP_THRESHOLD names (unset: leave glibc alone)."""
     return fix_mmap_threshold(threshold_from_env())

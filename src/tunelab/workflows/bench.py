@@ -77,7 +77,7 @@ class Arm:
 PACKED = ("data.packing=true",)
 DPO = ("objective=dpo",)
 DPO_PRE = ("objective=dpo", "objective.precompute_reference=true")
-DYNAMIC_MMAP = (("TUNELAB_MMAP_THRESHOLD", "off"),)  # glibc's own threshold (tunelab.core.allocator)
+FIXED_MMAP = (("TUNELAB_MMAP_THRESHOLD", "131072"),)  # opt-in: glibc's threshold fixed (core.allocator)
 ARMS: dict[str, Arm] = {
     "tunelab_lora": Arm("tunelab", "lora"),
     "tunelab_full": Arm("tunelab", "full"),
@@ -86,8 +86,8 @@ ARMS: dict[str, Arm] = {
     "tunelab_lora_padded": Arm("tunelab", "lora", data="long_tail"),
     "tunelab_dpo": Arm("tunelab", "lora", DPO, data="pairs"),
     "tunelab_dpo_pre": Arm("tunelab", "lora", DPO_PRE, data="pairs"),
-    "tunelab_lora_dynamic_mmap": Arm("tunelab", "lora", env=DYNAMIC_MMAP),
-    "tunelab_full_dynamic_mmap": Arm("tunelab", "full", env=DYNAMIC_MMAP),
+    "tunelab_lora_fixed_mmap": Arm("tunelab", "lora", env=FIXED_MMAP),
+    "tunelab_full_fixed_mmap": Arm("tunelab", "full", env=FIXED_MMAP),
     "trl_lora": Arm("trl", "lora"),
     "trl_full": Arm("trl", "full"),
     "trl_dpo": Arm("trl_dpo", "lora", DPO, data="pairs"),
@@ -103,9 +103,9 @@ PAIRS: dict[str, tuple[str, str]] = {
     "plain_lora": ("tunelab_lora", "plain_lora"),
     "plain_full": ("tunelab_full", "plain_full"),
     "head": ("tunelab_lora", "tunelab_lora_allhead"),  # the LM head at supervised positions only
-    # glibc's mmap threshold fixed (tunelab's default) / left dynamic: peak RSS and its speed cost
-    "mmap_lora": ("tunelab_lora", "tunelab_lora_dynamic_mmap"),
-    "mmap_full": ("tunelab_full", "tunelab_full_dynamic_mmap"),
+    # glibc's mmap threshold fixed (opt-in) / left dynamic (default): peak RSS and its speed cost
+    "mmap_lora": ("tunelab_lora_fixed_mmap", "tunelab_lora"),
+    "mmap_full": ("tunelab_full_fixed_mmap", "tunelab_full"),
     # long-tailed chat lengths (`write_long_tail_chats`); different batches: speed, not losses
     "packing": ("tunelab_lora_packed", "tunelab_lora_padded"),
 }
