@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import random
+import re
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tunelab.training.callbacks import resume
 from tunelab.training.callbacks.resume import (
     AtomicCheckpointIO,
     ResumableSampler,
@@ -94,3 +98,24 @@ def test_atomic_checkpoint_replaces_whole_and_leaves_no_temporary(tmp_path):
     assert torch.load(path.with_name("last.ckpt.prev"), weights_only=True) == {"global_step": 1}
     names = sorted(p.name for p in path.parent.iterdir())  # each with its digest; no .tmp
     assert names == ["last.ckpt", "last.ckpt.prev", "last.ckpt.prev.sha256", "last.ckpt.sha256"]
+
+
+def test_a_failed_checkpoint_write_names_the_file_and_the_free_space_and_keeps_the_previous(
+    tmp_path, monkeypatch
+):
+    io, path = AtomicCheckpointIO(), tmp_path / "ck" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+
+    def full_disk(obj, fh):  # what torch.save raises when the disk fills mid-write
+        fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6514 vs 6513")
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(resume.torch, "save", full_disk)
+    monkeypatch.setattr(resume.shutil, "disk_usage", lambda p: usage(10 * 2**30, 10 * 2**30, 706 * 2**20))
+    expected = f"{path}: writing the checkpoint failed (706 MiB free on its disk): [enforce fail"
+    with pytest.raises(resume.CheckpointWriteError, match="^" + re.escape(expected)):
+        io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"global_step": 1}  # the previous checkpoint, whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]

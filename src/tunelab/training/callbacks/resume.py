@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,20 @@ class ResumeState(Callback):
             self._pending_rng = None
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (most often: its disk is full)."""
+
+
+def write_failure(path: Path, err: BaseException) -> str:
+    """One line: which checkpoint, how much room its disk had left, and what the writer said."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{path}: writing the checkpoint failed ({free} on its disk): {first}; the previous one is kept"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to `<name>.tmp`, syncs it, then renames it over `<name>`, with its sha256
     in `<name>.sha256` and the checkpoint it replaced kept as `<name>.prev` (see `integrity`).
@@ -146,6 +161,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 fh.flush()
                 os.fsync(fh.fileno())
             integrity.commit(tmp, path, writer.digest.hexdigest())
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as "unexpected pos"
+            raise CheckpointWriteError(write_failure(path, err)) from err
         finally:  # a failed write (disk full) leaves no .tmp behind; the previous checkpoint stays
             tmp.unlink(missing_ok=True)
 
