@@ -1,9 +1,10 @@
 """Derived report columns: memory per job and the fit's own time."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from tunelab.results.comparison import Job
-from tunelab.results.comparison_report import derived_metrics, grid_edges
+from tunelab.results.comparison_report import derived_metrics, grid_edges, spaces_text
 from tunelab.results.comparison_table import Arm
 
 
@@ -23,3 +24,12 @@ def test_best_setting_at_the_grid_edge_is_flagged():
     tune = [Job("tune", a, f"trial{i}", [], {"lr": lr}) for a in ("x", "y") for i, lr in enumerate([1, 2, 3])]
     arms = [Arm("x", "x", {"lr": 3}, {}), Arm("y", "y", {"lr": 2}, {})]
     assert grid_edges(arms, tune) == ["x: the best lr is the largest tried; widen its grid."]
+
+
+def test_the_caption_names_each_arms_own_search_space():
+    cmp = OmegaConf.create(
+        {"arms": {"lora": [], "full": []}, "tune": {"space": {"lr": [0.3, 1.0]}, "arm_space": {}}}
+    )
+    assert spaces_text(cmp) == "{'lr': [0.3, 1.0]}"
+    cmp.tune.arm_space = {"full": {"lr": [0.1, 0.3]}}
+    assert spaces_text(cmp) == "lora {'lr': [0.3, 1.0]}; full {'lr': [0.1, 0.3]}"

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tunelab.results.comparison import Job, arm_overrides, format_value, job_metrics
+from tunelab.results.comparison import Job, arm_overrides, format_value, job_metrics, space_of
 from tunelab.results.comparison_table import (
     Arm,
     Column,
@@ -106,7 +106,7 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
     if budget.get("seconds") is not None:
         spent += f" Wall-clock stop: {budget.seconds} s of training per run."
     tune = comparison.tune
-    space = OmegaConf.to_container(tune.space, resolve=True)
+    space = spaces_text(comparison)
     relative = " (lr as multiples of each arm's default)" if tune.relative_lr else ""
     how = "Optuna TPE" if tune.get("method") == "optuna" else "grid"
     tuned = (
@@ -123,6 +123,14 @@ def notes_of(comparison: DictConfig, arms: list[Arm], runs: dict[str, list[dict]
         f"Commits: {', '.join(commits)}. Packages: {'; '.join(packages)}. Hardware: {'; '.join(hardware)}."
     )
     return [spent, tuned, source]
+
+
+def spaces_text(comparison: DictConfig) -> str:
+    """The searched space: one dict when every arm searched the same, else each arm's (`arm_space`)."""
+    spaces = {arm: space_of(comparison, arm) for arm in comparison.arms}
+    if len({repr(v) for v in spaces.values()}) <= 1:
+        return str(next(iter(spaces.values()), {}))
+    return "; ".join(f"{arm} {space}" for arm, space in spaces.items())
 
 
 def seeds_text(tune: DictConfig) -> str:
