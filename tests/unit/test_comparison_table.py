@@ -100,6 +100,8 @@ def test_pareto_front_by_hand():
     points = {"a": (0.9, 10.0), "b": (0.8, 5.0), "c": (0.7, 8.0), "d": (0.9, 12.0)}
     # c is beaten by b (higher score, lower cost); d by a (same score, lower cost)
     assert pareto_front(points) == {"a", "b"}
+    # a loss or NLL: lower is better. c (0.7 at 8) now beats a and d (0.9 at 10 and 12); b costs least
+    assert pareto_front(points, better="lower") == {"b", "c"}
 
 
 def test_latex_escapes_and_scales_to_the_page(table):

@@ -182,7 +182,7 @@ def plot_pareto(table: ComparisonTable, score_key: str, path: Path) -> bool:
                     float(np.mean(list(score.values()))),
                     float(np.mean(list(cost.values()))),
                 )
-        front = pareto_front({k: (s, c) for k, (s, c) in points.items()})
+        front = pareto_front(points, col[score_key].better)
         cost_col = col.get(cost_key, Column(cost_key, cost_key))
         for label, (s, c) in points.items():
             on = label in front
@@ -202,7 +202,7 @@ def plot_pareto(table: ComparisonTable, score_key: str, path: Path) -> bool:
             )
             drawn = True
         ax.set(xlabel=cost_col.header, ylabel=col[score_key].header)
-    fig.suptitle("Filled: not dominated (no arm scores higher at lower cost). Seed means.", fontsize=8)
+    fig.suptitle("Filled: not dominated (no arm scores better at lower cost). Seed means.", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

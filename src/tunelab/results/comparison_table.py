@@ -254,8 +254,11 @@ def to_csv(table: ComparisonTable) -> str:
     return out.getvalue()
 
 
-def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Names whose (score, cost) no other point beats: score ≥ and cost ≤ with one strict."""
+def pareto_front(points: dict[str, tuple[float, float]], better: str | None = "higher") -> set[str]:
+    """Names whose (score, cost) no other point beats: a score as good or better (by `better`,
+    higher or lower) at a cost ≤, with one of the two strict."""
+    sign = -1.0 if better == "lower" else 1.0
+    points = {name: (sign * score, cost) for name, (score, cost) in points.items()}
     front = set()
     for name, (score, cost) in points.items():
         dominated = any(
