@@ -19,8 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tunelab.core.config import ConfigError
 from tunelab.evaluation.generation import generate
-from tunelab.evaluation.heldout import answer_nll
-from tunelab.models.modes import in_eval_mode
+from tunelab.evaluation.reply_nll import replies_nll
 
 PROMPTS_FILE = "general_prompts.txt"
 
@@ -69,9 +68,7 @@ class OwnReplyNLLTask:
         if self.replies is None:
             self.write_replies(model, tokenizer, batch_size)
         pairs = list(zip(self.prompts(), self.replies, strict=True))
-        max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
-        with in_eval_mode(model):
-            total, count = answer_nll(model, tokenizer, pairs, batch_size, max_length=max_length)
+        total, count = replies_nll(model, tokenizer, pairs, batch_size)
         return {
             "answer_nll": total / max(count, 1),
             "n": len(pairs),

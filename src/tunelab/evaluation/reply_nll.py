@@ -20,15 +20,21 @@ from tunelab.models.modes import in_eval_mode
 from tunelab.world import tasks
 
 
-def tiny_world_reply_nll(
-    model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: list, batch_size: int
+def replies_nll(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[list, str]], batch_size: int
 ) -> tuple[float, int]:
-    """(summed NLL in nats, token count) of each item's expected chat reply given its prompt."""
-    pairs = [(ex.messages()[:1], ex.completion) for ex in items]
+    """(summed NLL in nats, token count) of each (prompt messages, reply)'s reply, in eval mode."""
     # Truncation never shortens a reply the model can read: the cap is its context length.
     max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 4096
     with in_eval_mode(model):
         return answer_nll(model, tokenizer, pairs, batch_size, max_length=max_length)
+
+
+def tiny_world_reply_nll(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: list, batch_size: int
+) -> tuple[float, int]:
+    """(summed NLL in nats, token count) of each item's expected chat reply given its prompt."""
+    return replies_nll(model, tokenizer, [(ex.messages()[:1], ex.completion) for ex in items], batch_size)
 
 
 @dataclass
