@@ -61,6 +61,7 @@ EVAL_TASKS = {
     "none": set(),
     "heldout": {"heldout"},
     "facts": {"facts", "reverse", "heldout"},  # memory tuning: recall, the forgetting probe, perplexity
+    "reply_nll": {"arithmetic", "reverse", "heldout", "own_replies"},  # teacher-forced; a real model's probe
 }
 LOGGERS = {
     "csv": {"csv"},
