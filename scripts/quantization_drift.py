@@ -16,7 +16,7 @@ import sys
 from hydra.utils import instantiate
 
 from tunelab.core.config import PACKAGE_CONF, register_resolvers
-from tunelab.evaluation.runner import build_eval_tasks, evaluate
+from tunelab.evaluation.runner import build_eval_tasks, deltas, evaluate
 from tunelab.results.comparison import TrainConfigs
 from tunelab.scaling.model_levers import build_adapter_for
 
@@ -28,12 +28,11 @@ def main(overrides: list[str]) -> None:
     loaded = instantiate(cfg.model)
     before = evaluate(loaded.model, loaded.tokenizer, tasks, cfg.eval.batch_size, "before")
     model = build_adapter_for(cfg).apply(loaded.model)
-    after = evaluate(model, loaded.tokenizer, tasks, cfg.eval.batch_size, "after")
-    for key, value in before.items():
-        name = key.split("/", 1)[1]
-        if isinstance(value, float) and not name.endswith(("seconds", "tokens_per_sec")):
-            moved = after[f"after/{name}"]
-            print(f"{name:32s} before {value:.4f}  after apply {moved:.4f}  change {moved - value:+.4f}")
+    scores = before | evaluate(model, loaded.tokenizer, tasks, cfg.eval.batch_size, "after")
+    for key, change in deltas(scores, before="before", after="after").items():
+        name = key.removeprefix("delta/")
+        then, now = scores[f"before/{name}"], scores[f"after/{name}"]
+        print(f"{name:32s} before {then:.4f}  after apply {now:.4f}  change {change:+.4f}")
 
 
 if __name__ == "__main__":
