@@ -1,10 +1,11 @@
 """Where a bench arm reaches its peak RSS: a sampler thread reads the process's resident memory
 every 10 ms and keeps the maximum per phase of the step (forward, backward, optimizer, ...).
 
-    OMP_NUM_THREADS=1 python scripts/bench_peak_phases.py MODEL_DIR tunelab full   # or: trl full
+    OMP_NUM_THREADS=1 python scripts/bench_peak_phases.py MODEL_DIR tunelab full [STEPS]  # or: trl full
 
-Builds the arm exactly as `tunelab bench` does (tunelab.workflows.bench), 3 steps of 2 rows of
-<=256 tokens from the bench's chats. Memory, unlike time, does not depend on the machine's load.
+Builds the arm exactly as `tunelab bench` does (tunelab.workflows.bench), STEPS (default 3) steps of
+2 rows of <=256 tokens from the bench's chats; phases are numbered by the optimizer step they
+precede. Memory, unlike time, does not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tunelab.training.run as run
 from tunelab.workflows import bench
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-state: dict = {"phase": "build", "by_phase": {}}
+state: dict = {"phase": "build", "by_phase": {}, "step": 0}
 
 
 def rss_mib() -> float:
@@ -42,7 +43,9 @@ def sample() -> None:
 
 def phase(name: str):
     def hook(*args, **kwargs) -> None:
-        state["phase"] = name
+        if name == "after step":
+            state["step"] += 1
+        state["phase"] = f"{state['step']}:{name}"
 
     return hook
 
@@ -62,14 +65,20 @@ class TrainerPhases(transformers.TrainerCallback):
     on_step_end = phase("after step")
 
 
-def main(model: str, runner: str, adapter: str) -> None:
+def main(model: str, runner: str, adapter: str, steps: str = "3") -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-phases-") as tmp:
+        measure(model, runner, adapter, int(steps), Path(tmp))
+
+
+def measure(model: str, runner: str, adapter: str, steps: int, tmp: Path) -> None:
     torch.set_num_threads(1)
-    args = bench.BenchArguments(model=model, steps=3, batch_size=2, max_length=256, examples=40)
+    args = bench.BenchArguments(model=model, steps=steps, batch_size=2, max_length=256, examples=40)
     arm = bench.Arm(runner, adapter)
-    data = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    data = tmp / "data"
+    data.mkdir()
     bench.write_chats(data / "chats.jsonl", args.examples, bench.SEED)
     args.data = str(data)
-    out = Path(tempfile.mkdtemp(prefix="bench-phases-"))
+    out = tmp / "run"
     cfg = bench.compose_config(args, arm, out)
     build_trainer = run.build_trainer
     run.build_trainer = lambda c, o, extra_callbacks=None: build_trainer(
@@ -92,4 +101,4 @@ def main(model: str, runner: str, adapter: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -179,3 +179,15 @@ def test_bench_rows_follow_the_sampler_over_epochs_and_mismatch_is_an_error():
 
 def test_step_loop_seconds_leave_checkpoint_writes_out():
     assert loop_seconds(start=10.0, end=25.0, checkpoint_seconds=3.0) == 12.0
+
+
+def test_an_arm_leaves_no_directory_behind(tiny_model_dir, tmp_path, monkeypatch):
+    # A full-SFT arm's checkpoint is the model's size again: 1.6 GB per arm on SmolLM2.
+    import tempfile
+
+    from tunelab.workflows.bench import BenchArguments, run_arm
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = BenchArguments(model=str(tiny_model_dir), gemm_rows=8, gemm_seconds=0.01)
+    assert run_arm("gemm", args)["flops_per_sec"] > 0
+    assert list(tmp_path.iterdir()) == []

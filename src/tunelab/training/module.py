@@ -24,6 +24,7 @@ class TuneLabModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
+        initial_state: Callable[[torch.optim.Optimizer], int] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -31,6 +32,7 @@ class TuneLabModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.param_groups = param_groups
+        self.initial_state = initial_state  # the optimizer config's eager state (training.optimizer_state)
         # Built only when the objective declares it: reference-free objectives never run one.
         self.reference = build_reference(model) if objective.needs_reference else None
         # Checkpoints hold only trainable weights (see on_save_checkpoint), so loading is partial.
@@ -96,6 +98,10 @@ class TuneLabModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._fit_started = time.perf_counter()
+        # After a resume's restore (restored states are not empty) and before the first forward.
+        if self.initial_state is not None:
+            for optimizer in self.trainer.optimizers:
+                self.initial_state(optimizer)
 
     def on_train_end(self) -> None:
         self.fit_seconds = self.fit_seconds_before + time.perf_counter() - self._fit_started

@@ -242,6 +242,7 @@ def fit(cfg: DictConfig, state: RunState, ckpt_path: str | None) -> None:
         optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=parts.adapter.param_groups,
+        initial_state=instantiate(cfg.optimizer.get("initial_state")),
     )
     state.metrics["data_sha256"] = data_fingerprint(parts.data.train_examples)  # provenance
     reliability = reliability_callbacks(cfg, state.out_dir, state.metrics["data_sha256"])

@@ -77,6 +77,7 @@ class Arm:
 PACKED = ("data.packing=true",)
 DPO = ("objective=dpo",)
 DPO_PRE = ("objective=dpo", "objective.precompute_reference=true")
+LAZY_STATE = ("optimizer.initial_state=null",)  # Adam's moments built inside the first step (torch's way)
 FIXED_MMAP = (("TUNELAB_MMAP_THRESHOLD", "131072"),)  # opt-in: glibc's threshold fixed (core.allocator)
 ARMS: dict[str, Arm] = {
     "tunelab_lora": Arm("tunelab", "lora"),
@@ -88,6 +89,7 @@ ARMS: dict[str, Arm] = {
     "tunelab_dpo_pre": Arm("tunelab", "lora", DPO_PRE, data="pairs"),
     "tunelab_lora_fixed_mmap": Arm("tunelab", "lora", env=FIXED_MMAP),
     "tunelab_full_fixed_mmap": Arm("tunelab", "full", env=FIXED_MMAP),
+    "tunelab_full_lazy_state": Arm("tunelab", "full", LAZY_STATE),
     "trl_lora": Arm("trl", "lora"),
     "trl_full": Arm("trl", "full"),
     "trl_dpo": Arm("trl_dpo", "lora", DPO, data="pairs"),
@@ -106,6 +108,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     # glibc's mmap threshold fixed (opt-in) / left dynamic (default): peak RSS and its speed cost
     "mmap_lora": ("tunelab_lora_fixed_mmap", "tunelab_lora"),
     "mmap_full": ("tunelab_full_fixed_mmap", "tunelab_full"),
+    # Adam's moments built before the first forward (default) / inside the first step
+    "eager_state": ("tunelab_full", "tunelab_full_lazy_state"),
     # long-tailed chat lengths (`write_long_tail_chats`); different batches: speed, not losses
     "packing": ("tunelab_lora_packed", "tunelab_lora_padded"),
 }
@@ -355,6 +359,7 @@ def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
         optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.optimizer.scheduler),
         param_groups=p.adapter.param_groups,
+        initial_state=instantiate(cfg.optimizer.get("initial_state")),
     )
     timer = step_loop_timer()
     trainer = build_trainer(cfg, out_dir, extra_callbacks=[*p.adapter.callbacks(), timer])
@@ -661,13 +666,19 @@ RUNNERS: dict[str, Callable[..., dict]] = {
 
 
 def run_arm(name: str, args: BenchArguments) -> dict:
-    """One arm in this (fresh) process; adds peak RSS, tokens/s and model FLOP/s."""
+    """One arm in this (fresh) process, in a directory removed afterwards (a full-SFT arm's
+    checkpoint is the model's size again)."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as out_dir:
+        return measure_arm(name, args, Path(out_dir))
+
+
+def measure_arm(name: str, args: BenchArguments, out_dir: Path) -> dict:
+    """One arm's run; adds peak RSS, tokens/s and model FLOP/s."""
     import torch
 
     from tunelab.scaling.throughput import ModelShape, training_flops
 
     torch.set_num_threads(args.threads)
-    out_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     if name == "gemm":
         return run_gemm(args, None, out_dir)
     arm = ARMS[name]
