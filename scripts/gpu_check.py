@@ -8,7 +8,7 @@ architecture (src/tunelab/scaling/shapes/Qwen/Qwen2.5-0.5B/config.json) with ran
 the data are packed rows of `--row-length` tokens of random ids (examples of random length, the
 first quarter of each a prompt that is not supervised), identical in every arm. tunelab arms are
 composed from conf/train.yaml (adapter, precision=bf16_true, objective=sft) and trained by
-TuneLabModule + `build_trainer`, as a run is; TRL arms run `SFTTrainer(padding_free=True)` on the
+`build_module` + `build_trainer`, as a run is; TRL arms run `SFTTrainer(padding_free=True)` on the
 same model object and rows. Tokens/s and MFU exclude the first `--warmup` steps; MFU is model
 FLOPs (tunelab.scaling.throughput) over the dense bf16 peak.
 """
@@ -142,8 +142,7 @@ def run_tunelab(args, cfg, out_dir: Path, rows: list[dict]) -> dict:
     from torch.utils.data import DataLoader
 
     from tunelab.data.packing import pad_packed
-    from tunelab.training.module import TuneLabModule
-    from tunelab.training.run import build_trainer
+    from tunelab.training.run import build_module, build_trainer
 
     model, adapter, attn = build_model(args, cfg)
     times: list[float] = []
@@ -157,13 +156,7 @@ def run_tunelab(args, cfg, out_dir: Path, rows: list[dict]) -> dict:
         def train_dataloader(self):
             return DataLoader(rows, batch_size=args.batch_size, collate_fn=partial(pad_packed, pad_id=0))
 
-    module = TuneLabModule(
-        model,
-        instantiate(cfg.objective),
-        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
-        scheduler=instantiate(cfg.optimizer.scheduler),
-        param_groups=adapter.param_groups,
-    )
+    module = build_module(cfg, model, instantiate(cfg.objective), adapter)
     trainer = build_trainer(cfg, out_dir, extra_callbacks=[StepTimer(), *adapter.callbacks()])
     _sync()
     times.append(time.perf_counter())

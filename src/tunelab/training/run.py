@@ -135,6 +135,20 @@ def refuse_changed_config(cfg: DictConfig, ckpt_path: Path) -> None:
         )
 
 
+def build_module(cfg: DictConfig, model: nn.Module, objective: Objective, adapter: Adapter) -> TuneLabModule:
+    """The Lightning module: the model, its objective, and the optimizer config's optimizer,
+    schedule and initial state over the adapter's parameter groups."""
+    return TuneLabModule(
+        model,
+        objective,
+        # plain lists, not ListConfig, in the param groups: checkpoints load with weights_only
+        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
+        scheduler=instantiate(cfg.optimizer.scheduler),
+        param_groups=adapter.param_groups,
+        initial_state=instantiate(cfg.optimizer.get("initial_state")),
+    )
+
+
 def build_trainer(cfg: DictConfig, out_dir: Path, extra_callbacks: list | None = None) -> L.Trainer:
     """The Lightning Trainer from `cfg.trainer`, with this run's loggers and checkpointing."""
     release_large_frees()  # opt-in (TUNELAB_MMAP_THRESHOLD): lower peak RSS for speed (core.allocator)
@@ -235,15 +249,7 @@ def adapt(cfg: DictConfig, state: RunState) -> None:
 def fit(cfg: DictConfig, state: RunState, ckpt_path: str | None) -> None:
     """Stage 5: the Lightning module and trainer, then `trainer.fit` (resuming from `ckpt_path`)."""
     parts = state.parts
-    state.module = TuneLabModule(
-        state.model,
-        parts.objective,
-        # plain lists, not ListConfig, in the param groups: checkpoints load with weights_only
-        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
-        scheduler=instantiate(cfg.optimizer.scheduler),
-        param_groups=parts.adapter.param_groups,
-        initial_state=instantiate(cfg.optimizer.get("initial_state")),
-    )
+    state.module = build_module(cfg, state.model, parts.objective, parts.adapter)
     state.metrics["data_sha256"] = data_fingerprint(parts.data.train_examples)  # provenance
     reliability = reliability_callbacks(cfg, state.out_dir, state.metrics["data_sha256"])
     callbacks = [*parts.adapter.callbacks(), *parts.neftune, *reliability]

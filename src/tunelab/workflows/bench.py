@@ -4,7 +4,7 @@
 
 Every arm is composed from tunelab's own Hydra config (`conf/train.yaml` + the overrides below)
 and built through the functions a run uses: `build_data`, `instantiate(cfg.model)`,
-`build_adapter_for(cfg).apply`, `instantiate(cfg.objective)`, `TuneLabModule`, `build_trainer`.
+`build_adapter_for(cfg).apply`, `instantiate(cfg.objective)`, `build_module`, `build_trainer`.
 The other side of a pair gets the very same model object (adapter applied), the same tokenized
 rows in the same order (the run's own sampler order) and the same optimizer settings, read from
 the composed config:
@@ -346,21 +346,11 @@ def optimizer_settings(cfg) -> dict[str, Any]:
 
 def run_tunelab(args: BenchArguments, cfg, out_dir: Path) -> dict:
     """The run's module and trainer (loggers, guards, checkpointing included), timed around fit."""
-    from hydra.utils import instantiate
-
-    from tunelab.training.module import TuneLabModule
-    from tunelab.training.run import build_trainer
+    from tunelab.training.run import build_module, build_trainer
 
     p = build_pieces(cfg)
     stats = step_stats(first_batches(p.data, args.steps))
-    module = TuneLabModule(
-        p.model,
-        p.objective,
-        optimizer=instantiate(cfg.optimizer.optimizer, _convert_="all"),
-        scheduler=instantiate(cfg.optimizer.scheduler),
-        param_groups=p.adapter.param_groups,
-        initial_state=instantiate(cfg.optimizer.get("initial_state")),
-    )
+    module = build_module(cfg, p.model, p.objective, p.adapter)
     timer = step_loop_timer()
     trainer = build_trainer(cfg, out_dir, extra_callbacks=[*p.adapter.callbacks(), timer])
     start = time.perf_counter()
